@@ -1,0 +1,14 @@
+//! Everything about the cloud's backup API. Knows nothing of Kubernetes.
+
+pub mod client;
+pub mod config;
+pub mod endpoint;
+pub mod error;
+pub mod keystone;
+pub mod signer;
+pub mod wire;
+
+pub use client::{ApiObserver, ClientOptions, VbsClient};
+pub use config::{CloudProfile, ConfigError, load_cloud};
+pub use error::{CloudError, Operation};
+pub use wire::Backup;

@@ -1,0 +1,1 @@
+//! VBS simulator (see the vbs-sim binary).

@@ -1,0 +1,584 @@
+//! Pure mapping from what the cloud said (or why it could not be asked) to `.status`, its
+//! conditions, and the Events a change deserves. No I/O here.
+
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+use crate::cloud::Backup;
+use crate::crd::VbsBackupStatus;
+
+pub const READY: &str = "Ready";
+pub const SYNCED: &str = "Synced";
+pub const AVAILABLE: &str = "available";
+
+/// Backup states the cloud moves out of by itself; polled at the fast interval.
+pub fn is_transitional(status: &str) -> bool {
+    matches!(status, "creating" | "restoring" | "deleting")
+}
+
+/// Why the last query did not produce a backup. The names are the `Synced` condition's reasons.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureReason {
+    SecretNotFound,
+    InvalidCloudConfig,
+    AuthenticationFailed,
+    BackupNotFound,
+    ApiError,
+}
+
+impl FailureReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureReason::SecretNotFound => "SecretNotFound",
+            FailureReason::InvalidCloudConfig => "InvalidCloudConfig",
+            FailureReason::AuthenticationFailed => "AuthenticationFailed",
+            FailureReason::BackupNotFound => "BackupNotFound",
+            FailureReason::ApiError => "ApiError",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncFailure {
+    pub reason: FailureReason,
+    pub message: String,
+}
+
+/// The result of one reconcile's attempt to learn the backup's state.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SyncOutcome {
+    Observed(Box<Backup>),
+    Failed(SyncFailure),
+}
+
+impl SyncOutcome {
+    pub fn observed(backup: Backup) -> Self {
+        SyncOutcome::Observed(Box::new(backup))
+    }
+}
+
+/// The status to write: backup fields from `outcome` (kept from `current` when the query failed,
+/// cleared when the backup no longer exists), and `Ready`/`Synced` conditions whose
+/// `lastTransitionTime` only moves when their status does.
+pub fn desired_status(
+    current: Option<&VbsBackupStatus>,
+    outcome: &SyncOutcome,
+    generation: Option<i64>,
+    now: Timestamp,
+) -> VbsBackupStatus {
+    let previous = current.cloned().unwrap_or_default();
+    let (mut status, ready, synced) = match outcome {
+        SyncOutcome::Observed(backup) => {
+            let status = from_backup(backup);
+            let ready = ready_condition(
+                status.backup_status.as_deref(),
+                status.fail_reason.as_deref(),
+            );
+            let synced = ConditionSpec::new(
+                SYNCED,
+                "True",
+                "QuerySucceeded",
+                "the backup API answered the last query",
+            );
+            (status, ready, synced)
+        }
+        SyncOutcome::Failed(f) if f.reason == FailureReason::BackupNotFound => {
+            let ready = ConditionSpec::new(READY, "False", f.reason.as_str(), &f.message);
+            let synced = ConditionSpec::new(SYNCED, "False", f.reason.as_str(), &f.message);
+            (VbsBackupStatus::default(), ready, synced)
+        }
+        SyncOutcome::Failed(f) => {
+            let ready = match find(&previous.conditions, READY) {
+                Some(c) => ConditionSpec::new(READY, &c.status, &c.reason, &c.message),
+                None => ConditionSpec::new(
+                    READY,
+                    "Unknown",
+                    f.reason.as_str(),
+                    &format!("the backup's state is not known yet: {}", f.message),
+                ),
+            };
+            let synced = ConditionSpec::new(SYNCED, "False", f.reason.as_str(), &f.message);
+            let mut kept = previous.clone();
+            kept.conditions.clear();
+            (kept, ready, synced)
+        }
+    };
+    status.observed_generation = generation;
+    status.conditions = vec![
+        ready.into_condition(&previous.conditions, generation, now),
+        synced.into_condition(&previous.conditions, generation, now),
+    ];
+    status
+}
+
+fn from_backup(b: &Backup) -> VbsBackupStatus {
+    VbsBackupStatus {
+        observed_generation: None,
+        backup_status: b.status.clone(),
+        size: b.size,
+        fail_reason: b.fail_reason.clone(),
+        has_dependent_backups: b.has_dependent_backups,
+        is_incremental: b.is_incremental,
+        volume_id: b.volume_id.clone(),
+        snapshot_id: b.snapshot_id.clone(),
+        container: b.container.clone(),
+        object_count: b.object_count,
+        name: b.name.clone(),
+        description: b.description.clone(),
+        availability_zone: b.availability_zone.clone(),
+        project_id: b.project_id.clone(),
+        created_at: b.created_at.as_deref().map(rfc3339_utc),
+        updated_at: b.updated_at.as_deref().map(rfc3339_utc),
+        data_timestamp: b.data_timestamp.as_deref().map(rfc3339_utc),
+        conditions: Vec::new(),
+    }
+}
+
+fn ready_condition(backup_status: Option<&str>, fail_reason: Option<&str>) -> ConditionSpec {
+    match backup_status {
+        Some(AVAILABLE) => {
+            ConditionSpec::new(READY, "True", "Available", "the backup is available")
+        }
+        Some(s) => {
+            let message = match fail_reason {
+                Some(why) if !why.is_empty() => format!("the backup is {s}: {why}"),
+                _ => format!("the backup is {s}"),
+            };
+            ConditionSpec::new(READY, "False", &camel_case_reason(s), &message)
+        }
+        None => ConditionSpec::new(
+            READY,
+            "Unknown",
+            "StatusUnknown",
+            "the backup API reported no status",
+        ),
+    }
+}
+
+/// `error_restoring` -> `ErrorRestoring`; any string becomes a valid condition reason.
+pub fn camel_case_reason(status: &str) -> String {
+    let reason: String = status
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(|w| {
+            let mut chars = w.chars();
+            chars
+                .next()
+                .map(|c| c.to_ascii_uppercase().to_string() + &chars.as_str().to_ascii_lowercase())
+                .unwrap_or_default()
+        })
+        .collect();
+    match reason.chars().next() {
+        Some(c) if c.is_ascii_alphabetic() => reason,
+        Some(_) => format!("Status{reason}"),
+        None => "StatusUnknown".into(),
+    }
+}
+
+/// The API prints UTC times without a zone (`2013-06-27T08:48:03.000000`): make them RFC 3339.
+/// A time that carries a zone is converted to UTC; anything unparseable is kept verbatim.
+pub fn rfc3339_utc(value: &str) -> String {
+    if let Ok(ts) = value.parse::<Timestamp>() {
+        return ts.to_string();
+    }
+    value
+        .parse::<jiff::civil::DateTime>()
+        .ok()
+        .and_then(|dt| dt.to_zoned(jiff::tz::TimeZone::UTC).ok())
+        .map(|z| z.timestamp().to_string())
+        .unwrap_or_else(|| value.to_string())
+}
+
+fn find<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Condition> {
+    conditions.iter().find(|c| c.type_ == type_)
+}
+
+struct ConditionSpec {
+    type_: &'static str,
+    status: String,
+    reason: String,
+    message: String,
+}
+
+impl ConditionSpec {
+    fn new(type_: &'static str, status: &str, reason: &str, message: &str) -> Self {
+        ConditionSpec {
+            type_,
+            status: status.into(),
+            reason: reason.into(),
+            message: message.into(),
+        }
+    }
+
+    fn into_condition(
+        self,
+        previous: &[Condition],
+        generation: Option<i64>,
+        now: Timestamp,
+    ) -> Condition {
+        let last_transition_time = match find(previous, self.type_) {
+            Some(old) if old.status == self.status => old.last_transition_time.clone(),
+            _ => Time(now),
+        };
+        Condition {
+            type_: self.type_.into(),
+            status: self.status,
+            reason: self.reason,
+            message: self.message,
+            observed_generation: generation,
+            last_transition_time,
+        }
+    }
+}
+
+/// An Event to publish about the VbsBackup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    pub warning: bool,
+    pub reason: String,
+    pub note: String,
+}
+
+/// Events for what changed between two statuses: backup state transitions (a Warning carrying
+/// `fail_reason` when the backup turns to an error state) and the sync breaking or recovering.
+/// Nothing for a status that did not change, so retries do not spam.
+pub fn notices(old: Option<&VbsBackupStatus>, new: &VbsBackupStatus) -> Vec<Notice> {
+    let mut out = Vec::new();
+    let old_state = old.and_then(|o| o.backup_status.as_deref());
+    if let Some(state) = new
+        .backup_status
+        .as_deref()
+        .filter(|s| Some(*s) != old_state)
+    {
+        let change = match old_state {
+            Some(prev) => format!("backup status changed from {prev} to {state}"),
+            None => format!("backup status is {state}"),
+        };
+        out.push(if state.starts_with("error") {
+            let why = new
+                .fail_reason
+                .as_deref()
+                .unwrap_or("the cloud gave no fail_reason");
+            Notice {
+                warning: true,
+                reason: "BackupFailed".into(),
+                note: format!("{change}: {why}"),
+            }
+        } else {
+            Notice {
+                warning: false,
+                reason: "StatusChanged".into(),
+                note: change,
+            }
+        });
+    }
+    let old_synced = old.and_then(|o| find(&o.conditions, SYNCED));
+    if let Some(synced) = find(&new.conditions, SYNCED) {
+        let changed =
+            old_synced.is_none_or(|o| o.status != synced.status || o.reason != synced.reason);
+        if changed && synced.status == "False" {
+            out.push(Notice {
+                warning: true,
+                reason: synced.reason.clone(),
+                note: synced.message.clone(),
+            });
+        } else if changed && old_synced.is_some_and(|o| o.status == "False") {
+            out.push(Notice {
+                warning: false,
+                reason: "SyncRecovered".into(),
+                note: "the backup API answers again".into(),
+            });
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reference_backup() -> Backup {
+        Backup {
+            id: "1d1139d8-8989-49d3-8aa1-83eb691e6db2".into(),
+            status: Some("error".into()),
+            size: Some(1),
+            fail_reason: Some("Connection to swift failed: [Errno 111] ECONNREFUSED".into()),
+            has_dependent_backups: Some(false),
+            is_incremental: Some(false),
+            volume_id: Some("2748f2f2-4394-4e6e-af8d-8dd34496c024".into()),
+            snapshot_id: Some("66a574c0-4415-499e-b0b1-3f340d7f7932".into()),
+            container: Some("volumebackups".into()),
+            project_id: Some("b23b579f08c84228b9b4673c46f0c442".into()),
+            created_at: Some("2013-06-27T08:48:03.000000".into()),
+            updated_at: Some("2019-03-27T12:36:17.596602".into()),
+            data_timestamp: Some("2019-03-16T11:56:00.917245".into()),
+            ..Default::default()
+        }
+    }
+
+    fn t(s: &str) -> Timestamp {
+        s.parse().expect("timestamp")
+    }
+
+    fn cond<'a>(s: &'a VbsBackupStatus, type_: &str) -> &'a Condition {
+        find(&s.conditions, type_).expect("condition present")
+    }
+
+    #[test]
+    fn reference_example_maps_to_status() {
+        let now = t("2026-11-27T10:00:00Z");
+        let s = desired_status(
+            None,
+            &SyncOutcome::observed(reference_backup()),
+            Some(3),
+            now,
+        );
+        assert_eq!(s.backup_status.as_deref(), Some("error"));
+        assert_eq!(s.size, Some(1));
+        assert_eq!(s.created_at.as_deref(), Some("2013-06-27T08:48:03Z"));
+        assert_eq!(s.updated_at.as_deref(), Some("2019-03-27T12:36:17.596602Z"));
+        assert_eq!(
+            s.data_timestamp.as_deref(),
+            Some("2019-03-16T11:56:00.917245Z")
+        );
+        assert_eq!(
+            (s.name.as_deref(), s.description.as_deref(), s.object_count),
+            (None, None, None)
+        );
+        assert_eq!(s.observed_generation, Some(3));
+        let ready = cond(&s, READY);
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_str()),
+            ("False", "Error")
+        );
+        assert_eq!(
+            ready.message,
+            "the backup is error: Connection to swift failed: [Errno 111] ECONNREFUSED"
+        );
+        assert_eq!(ready.last_transition_time, Time(now));
+        assert_eq!(cond(&s, SYNCED).status, "True");
+    }
+
+    #[test]
+    fn available_is_ready() {
+        let b = Backup {
+            status: Some("available".into()),
+            ..reference_backup()
+        };
+        let s = desired_status(
+            None,
+            &SyncOutcome::observed(b),
+            Some(1),
+            t("2026-11-27T10:00:00Z"),
+        );
+        assert_eq!(
+            (
+                cond(&s, READY).status.as_str(),
+                cond(&s, READY).reason.as_str()
+            ),
+            ("True", "Available")
+        );
+    }
+
+    #[test]
+    fn transition_time_is_stable_until_status_changes() {
+        let t0 = t("2026-11-27T10:00:00Z");
+        let t1 = t("2026-11-27T10:10:00Z");
+        let creating = Backup {
+            status: Some("creating".into()),
+            ..reference_backup()
+        };
+        let first = desired_status(None, &SyncOutcome::observed(creating.clone()), Some(1), t0);
+        let again = desired_status(Some(&first), &SyncOutcome::observed(creating), Some(1), t1);
+        assert_eq!(
+            first, again,
+            "an unchanged backup yields an identical status (no write)"
+        );
+        let available = Backup {
+            status: Some("available".into()),
+            ..reference_backup()
+        };
+        let later = desired_status(Some(&again), &SyncOutcome::observed(available), Some(1), t1);
+        assert_eq!(cond(&later, READY).last_transition_time, Time(t1));
+        assert_eq!(
+            cond(&later, SYNCED).last_transition_time,
+            Time(t0),
+            "Synced stayed True"
+        );
+    }
+
+    #[test]
+    fn failed_query_keeps_last_known_backup_and_ready() {
+        let t0 = t("2026-11-27T10:00:00Z");
+        let ok = desired_status(
+            None,
+            &SyncOutcome::observed(reference_backup()),
+            Some(1),
+            t0,
+        );
+        let failure = SyncFailure {
+            reason: FailureReason::ApiError,
+            message: "HTTP 503".into(),
+        };
+        let s = desired_status(
+            Some(&ok),
+            &SyncOutcome::Failed(failure),
+            Some(1),
+            t("2026-11-27T10:01:00Z"),
+        );
+        assert_eq!(s.backup_status.as_deref(), Some("error"));
+        assert_eq!(s.fail_reason, ok.fail_reason);
+        assert_eq!(cond(&s, READY), cond(&ok, READY));
+        let synced = cond(&s, SYNCED);
+        assert_eq!(
+            (
+                synced.status.as_str(),
+                synced.reason.as_str(),
+                synced.message.as_str()
+            ),
+            ("False", "ApiError", "HTTP 503")
+        );
+    }
+
+    #[test]
+    fn failure_before_any_observation_leaves_ready_unknown() {
+        let failure = SyncFailure {
+            reason: FailureReason::SecretNotFound,
+            message: "Secret team-a/vbs-cloud not found".into(),
+        };
+        let s = desired_status(
+            None,
+            &SyncOutcome::Failed(failure),
+            Some(1),
+            t("2026-11-27T10:00:00Z"),
+        );
+        assert_eq!(s.backup_status, None);
+        assert_eq!(
+            (
+                cond(&s, READY).status.as_str(),
+                cond(&s, READY).reason.as_str()
+            ),
+            ("Unknown", "SecretNotFound")
+        );
+        assert_eq!(cond(&s, SYNCED).reason, "SecretNotFound");
+    }
+
+    #[test]
+    fn not_found_clears_backup_fields() {
+        let ok = desired_status(
+            None,
+            &SyncOutcome::observed(reference_backup()),
+            Some(1),
+            t("2026-11-27T10:00:00Z"),
+        );
+        let gone = SyncFailure {
+            reason: FailureReason::BackupNotFound,
+            message: "backup x does not exist".into(),
+        };
+        let s = desired_status(
+            Some(&ok),
+            &SyncOutcome::Failed(gone),
+            Some(1),
+            t("2026-11-27T10:01:00Z"),
+        );
+        assert_eq!(s.backup_status, None);
+        assert_eq!(s.volume_id, None);
+        assert_eq!(
+            (
+                cond(&s, READY).status.as_str(),
+                cond(&s, READY).reason.as_str()
+            ),
+            ("False", "BackupNotFound")
+        );
+        assert_eq!(cond(&s, SYNCED).reason, "BackupNotFound");
+    }
+
+    #[test]
+    fn reasons_are_camel_case() {
+        assert_eq!(camel_case_reason("error_restoring"), "ErrorRestoring");
+        assert_eq!(camel_case_reason("creating"), "Creating");
+        assert_eq!(camel_case_reason("backing-up"), "BackingUp");
+        assert_eq!(camel_case_reason("ERROR"), "Error");
+        assert_eq!(camel_case_reason("4xx"), "Status4xx");
+        assert_eq!(camel_case_reason(""), "StatusUnknown");
+    }
+
+    #[test]
+    fn timestamps_become_rfc3339_utc() {
+        assert_eq!(
+            rfc3339_utc("2013-06-27T08:48:03.000000"),
+            "2013-06-27T08:48:03Z"
+        );
+        assert_eq!(
+            rfc3339_utc("2019-03-27T12:36:17.596602"),
+            "2019-03-27T12:36:17.596602Z"
+        );
+        assert_eq!(
+            rfc3339_utc("2019-03-27T14:36:17+02:00"),
+            "2019-03-27T12:36:17Z"
+        );
+        assert_eq!(rfc3339_utc("yesterday"), "yesterday");
+    }
+
+    #[test]
+    fn notices_on_transitions_only() {
+        let now = t("2026-11-27T10:00:00Z");
+        let creating = desired_status(
+            None,
+            &SyncOutcome::observed(Backup {
+                status: Some("creating".into()),
+                ..reference_backup()
+            }),
+            Some(1),
+            now,
+        );
+        assert_eq!(
+            notices(None, &creating),
+            vec![Notice {
+                warning: false,
+                reason: "StatusChanged".into(),
+                note: "backup status is creating".into()
+            }]
+        );
+        assert_eq!(notices(Some(&creating), &creating), vec![]);
+        let failed = desired_status(
+            Some(&creating),
+            &SyncOutcome::observed(reference_backup()),
+            Some(1),
+            now,
+        );
+        assert_eq!(
+            notices(Some(&creating), &failed),
+            vec![Notice {
+                warning: true,
+                reason: "BackupFailed".into(),
+                note: "backup status changed from creating to error: Connection to swift failed: [Errno 111] ECONNREFUSED".into()
+            }]
+        );
+        let broken = desired_status(
+            Some(&failed),
+            &SyncOutcome::Failed(SyncFailure {
+                reason: FailureReason::ApiError,
+                message: "HTTP 503".into(),
+            }),
+            Some(1),
+            now,
+        );
+        assert_eq!(
+            notices(Some(&failed), &broken),
+            vec![Notice {
+                warning: true,
+                reason: "ApiError".into(),
+                note: "HTTP 503".into()
+            }]
+        );
+        assert_eq!(notices(Some(&broken), &broken), vec![]);
+        let healed = desired_status(
+            Some(&broken),
+            &SyncOutcome::observed(reference_backup()),
+            Some(1),
+            now,
+        );
+        assert_eq!(notices(Some(&broken), &healed)[0].reason, "SyncRecovered");
+    }
+}
