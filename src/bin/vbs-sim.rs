@@ -1,1 +1,94 @@
-fn main() {}
+//! vbs-sim: a simulator of the VBS / Cinder backup API, for tests and the demo.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::Parser;
+use std::io::Write;
+use vbs_operator::sim::{Seed, Sim};
+
+/// Simulated VBS (OpenStack Cinder backup) API with Keystone tokens, AK/SK signing and fault injection.
+#[derive(Parser)]
+#[command(version, about)]
+struct Args {
+    /// Address to listen on; port 0 picks a free port.
+    #[arg(long, default_value = "127.0.0.1:8776")]
+    listen: String,
+    /// Seed file (YAML or JSON): region, token_ttl_secs, users, access_keys, backups.
+    #[arg(long)]
+    seed: Option<PathBuf>,
+    /// Base URL to advertise in the catalog and links (default: http://<listen address>).
+    #[arg(long)]
+    public_url: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum SimError {
+    #[error("cannot read seed file {path}: {source}")]
+    ReadSeed {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("seed file {path} is not valid: {source}")]
+    ParseSeed {
+        path: PathBuf,
+        source: serde_saphyr::Error,
+    },
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("server failed: {0}")]
+    Serve(#[from] std::io::Error),
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter("warn")
+        .init();
+    match run(Args::parse()).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("vbs-sim: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> Result<(), SimError> {
+    let seed = match &args.seed {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|source| SimError::ReadSeed {
+                path: path.clone(),
+                source,
+            })?;
+            serde_saphyr::from_str::<Seed>(&text).map_err(|source| SimError::ParseSeed {
+                path: path.clone(),
+                source,
+            })?
+        }
+        None => Seed::default(),
+    };
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .map_err(|source| SimError::Listen {
+            addr: args.listen.clone(),
+            source,
+        })?;
+    let addr = listener.local_addr()?;
+    let public_url = args.public_url.unwrap_or_else(|| format!("http://{addr}"));
+    // The first stdout line tells scripts and tests where to connect.
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "vbs-sim listening on {public_url}")?;
+    stdout.flush()?;
+    drop(stdout);
+    let sim = Arc::new(Sim::new(seed, public_url));
+    tokio::select! {
+        served = vbs_operator::sim::serve(listener, sim) => served?,
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    Ok(())
+}
