@@ -35,11 +35,7 @@ pub const DURATION_PATTERN: &str = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$";
         json_path = ".status.size",
         description = "GiB"
     ),
-    printcolumn(
-        name = "Incremental",
-        type_ = "boolean",
-        json_path = ".status.isIncremental"
-    ),
+    printcolumn(name = "Incremental", type_ = "boolean", json_path = ".status.isIncremental"),
     printcolumn(
         name = "Dependents",
         type_ = "boolean",
@@ -50,11 +46,7 @@ pub const DURATION_PATTERN: &str = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$";
         type_ = "string",
         json_path = ".status.conditions[?(@.type==\"Synced\")].status"
     ),
-    printcolumn(
-        name = "Age",
-        type_ = "date",
-        json_path = ".metadata.creationTimestamp"
-    ),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
     printcolumn(
         name = "Volume",
         type_ = "string",

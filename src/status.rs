@@ -70,10 +70,7 @@ pub fn desired_status(
     let (mut status, ready, synced) = match outcome {
         SyncOutcome::Observed(backup) => {
             let status = from_backup(backup);
-            let ready = ready_condition(
-                status.backup_status.as_deref(),
-                status.fail_reason.as_deref(),
-            );
+            let ready = ready_condition(status.backup_status.as_deref(), status.fail_reason.as_deref());
             let synced = ConditionSpec::new(
                 SYNCED,
                 "True",
@@ -136,9 +133,7 @@ fn from_backup(b: &Backup) -> VbsBackupStatus {
 
 fn ready_condition(backup_status: Option<&str>, fail_reason: Option<&str>) -> ConditionSpec {
     match backup_status {
-        Some(AVAILABLE) => {
-            ConditionSpec::new(READY, "True", "Available", "the backup is available")
-        }
+        Some(AVAILABLE) => ConditionSpec::new(READY, "True", "Available", "the backup is available"),
         Some(s) => {
             let message = match fail_reason {
                 Some(why) if !why.is_empty() => format!("the backup is {s}: {why}"),
@@ -210,12 +205,7 @@ impl ConditionSpec {
         }
     }
 
-    fn into_condition(
-        self,
-        previous: &[Condition],
-        generation: Option<i64>,
-        now: Timestamp,
-    ) -> Condition {
+    fn into_condition(self, previous: &[Condition], generation: Option<i64>, now: Timestamp) -> Condition {
         let last_transition_time = match find(previous, self.type_) {
             Some(old) if old.status == self.status => old.last_transition_time.clone(),
             _ => Time(now),
@@ -245,11 +235,7 @@ pub struct Notice {
 pub fn notices(old: Option<&VbsBackupStatus>, new: &VbsBackupStatus) -> Vec<Notice> {
     let mut out = Vec::new();
     let old_state = old.and_then(|o| o.backup_status.as_deref());
-    if let Some(state) = new
-        .backup_status
-        .as_deref()
-        .filter(|s| Some(*s) != old_state)
-    {
+    if let Some(state) = new.backup_status.as_deref().filter(|s| Some(*s) != old_state) {
         let change = match old_state {
             Some(prev) => format!("backup status changed from {prev} to {state}"),
             None => format!("backup status is {state}"),
@@ -265,17 +251,18 @@ pub fn notices(old: Option<&VbsBackupStatus>, new: &VbsBackupStatus) -> Vec<Noti
                 note: format!("{change}: {why}"),
             }
         } else {
+            // The reason names the new state: kube's Recorder folds repeats of a reason into one
+            // Event series that keeps the first note, so a shared reason would hide transitions.
             Notice {
                 warning: false,
-                reason: "StatusChanged".into(),
+                reason: camel_case_reason(state),
                 note: change,
             }
         });
     }
     let old_synced = old.and_then(|o| find(&o.conditions, SYNCED));
     if let Some(synced) = find(&new.conditions, SYNCED) {
-        let changed =
-            old_synced.is_none_or(|o| o.status != synced.status || o.reason != synced.reason);
+        let changed = old_synced.is_none_or(|o| o.status != synced.status || o.reason != synced.reason);
         if changed && synced.status == "False" {
             out.push(Notice {
                 warning: true,
@@ -327,30 +314,19 @@ mod tests {
     #[test]
     fn reference_example_maps_to_status() {
         let now = t("2026-11-27T10:00:00Z");
-        let s = desired_status(
-            None,
-            &SyncOutcome::observed(reference_backup()),
-            Some(3),
-            now,
-        );
+        let s = desired_status(None, &SyncOutcome::observed(reference_backup()), Some(3), now);
         assert_eq!(s.backup_status.as_deref(), Some("error"));
         assert_eq!(s.size, Some(1));
         assert_eq!(s.created_at.as_deref(), Some("2013-06-27T08:48:03Z"));
         assert_eq!(s.updated_at.as_deref(), Some("2019-03-27T12:36:17.596602Z"));
-        assert_eq!(
-            s.data_timestamp.as_deref(),
-            Some("2019-03-16T11:56:00.917245Z")
-        );
+        assert_eq!(s.data_timestamp.as_deref(), Some("2019-03-16T11:56:00.917245Z"));
         assert_eq!(
             (s.name.as_deref(), s.description.as_deref(), s.object_count),
             (None, None, None)
         );
         assert_eq!(s.observed_generation, Some(3));
         let ready = cond(&s, READY);
-        assert_eq!(
-            (ready.status.as_str(), ready.reason.as_str()),
-            ("False", "Error")
-        );
+        assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("False", "Error"));
         assert_eq!(
             ready.message,
             "the backup is error: Connection to swift failed: [Errno 111] ECONNREFUSED"
@@ -372,10 +348,7 @@ mod tests {
             t("2026-11-27T10:00:00Z"),
         );
         assert_eq!(
-            (
-                cond(&s, READY).status.as_str(),
-                cond(&s, READY).reason.as_str()
-            ),
+            (cond(&s, READY).status.as_str(), cond(&s, READY).reason.as_str()),
             ("True", "Available")
         );
     }
@@ -410,12 +383,7 @@ mod tests {
     #[test]
     fn failed_query_keeps_last_known_backup_and_ready() {
         let t0 = t("2026-11-27T10:00:00Z");
-        let ok = desired_status(
-            None,
-            &SyncOutcome::observed(reference_backup()),
-            Some(1),
-            t0,
-        );
+        let ok = desired_status(None, &SyncOutcome::observed(reference_backup()), Some(1), t0);
         let failure = SyncFailure {
             reason: FailureReason::ApiError,
             message: "HTTP 503".into(),
@@ -454,10 +422,7 @@ mod tests {
         );
         assert_eq!(s.backup_status, None);
         assert_eq!(
-            (
-                cond(&s, READY).status.as_str(),
-                cond(&s, READY).reason.as_str()
-            ),
+            (cond(&s, READY).status.as_str(), cond(&s, READY).reason.as_str()),
             ("Unknown", "SecretNotFound")
         );
         assert_eq!(cond(&s, SYNCED).reason, "SecretNotFound");
@@ -484,10 +449,7 @@ mod tests {
         assert_eq!(s.backup_status, None);
         assert_eq!(s.volume_id, None);
         assert_eq!(
-            (
-                cond(&s, READY).status.as_str(),
-                cond(&s, READY).reason.as_str()
-            ),
+            (cond(&s, READY).status.as_str(), cond(&s, READY).reason.as_str()),
             ("False", "BackupNotFound")
         );
         assert_eq!(cond(&s, SYNCED).reason, "BackupNotFound");
@@ -505,18 +467,12 @@ mod tests {
 
     #[test]
     fn timestamps_become_rfc3339_utc() {
-        assert_eq!(
-            rfc3339_utc("2013-06-27T08:48:03.000000"),
-            "2013-06-27T08:48:03Z"
-        );
+        assert_eq!(rfc3339_utc("2013-06-27T08:48:03.000000"), "2013-06-27T08:48:03Z");
         assert_eq!(
             rfc3339_utc("2019-03-27T12:36:17.596602"),
             "2019-03-27T12:36:17.596602Z"
         );
-        assert_eq!(
-            rfc3339_utc("2019-03-27T14:36:17+02:00"),
-            "2019-03-27T12:36:17Z"
-        );
+        assert_eq!(rfc3339_utc("2019-03-27T14:36:17+02:00"), "2019-03-27T12:36:17Z");
         assert_eq!(rfc3339_utc("yesterday"), "yesterday");
     }
 
@@ -536,7 +492,7 @@ mod tests {
             notices(None, &creating),
             vec![Notice {
                 warning: false,
-                reason: "StatusChanged".into(),
+                reason: "Creating".into(),
                 note: "backup status is creating".into()
             }]
         );

@@ -25,20 +25,14 @@ struct Args {
 #[derive(Debug, thiserror::Error)]
 enum SimError {
     #[error("cannot read seed file {path}: {source}")]
-    ReadSeed {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    ReadSeed { path: PathBuf, source: std::io::Error },
     #[error("seed file {path} is not valid: {source}")]
     ParseSeed {
         path: PathBuf,
         source: serde_saphyr::Error,
     },
     #[error("cannot listen on {addr}: {source}")]
-    Listen {
-        addr: String,
-        source: std::io::Error,
-    },
+    Listen { addr: String, source: std::io::Error },
     #[error("server failed: {0}")]
     Serve(#[from] std::io::Error),
 }

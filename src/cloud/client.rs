@@ -74,11 +74,7 @@ impl VbsClient {
     }
 
     /// `GET .../backups/{backup_id}` on the cloud's native (default) or Cinder path.
-    pub async fn show_backup(
-        &self,
-        cloud: &CloudProfile,
-        backup_id: &str,
-    ) -> Result<Backup, CloudError> {
+    pub async fn show_backup(&self, cloud: &CloudProfile, backup_id: &str) -> Result<Backup, CloudError> {
         let op = Operation::ShowBackup;
         let http = self.http_for(cloud)?;
         let (resp, project_id) = match &cloud.credentials {
@@ -171,18 +167,12 @@ impl VbsClient {
     ) -> Result<Session, CloudError> {
         let slot = {
             let mut sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
-            sessions
-                .entry(session_key(cloud, auth))
-                .or_default()
-                .clone()
+            sessions.entry(session_key(cloud, auth)).or_default().clone()
         };
         // Holding the slot's lock while authenticating makes concurrent reconciles share one token
         // request instead of stampeding Keystone.
         let mut guard = slot.lock().await;
-        if let Some(s) = guard
-            .as_ref()
-            .filter(|s| !force && s.is_fresh(Timestamp::now()))
-        {
+        if let Some(s) = guard.as_ref().filter(|s| !force && s.is_fresh(Timestamp::now())) {
             return Ok(s.clone());
         }
         let fresh = self.authenticate(http, cloud, auth).await?;
@@ -233,14 +223,12 @@ impl VbsClient {
             operation: op,
             detail: "the response has no X-Subject-Token header".into(),
         })?;
-        let parsed: TokenResponse =
-            serde_json::from_slice(&body).map_err(|e| CloudError::Decode {
-                operation: op,
-                detail: e.to_string(),
-            })?;
+        let parsed: TokenResponse = serde_json::from_slice(&body).map_err(|e| CloudError::Decode {
+            operation: op,
+            detail: e.to_string(),
+        })?;
         let fallback = || issued + keystone::FALLBACK_TOKEN_LIFETIME;
-        let expires_at =
-            keystone::parse_expires_at(&parsed.token.expires_at).unwrap_or_else(fallback);
+        let expires_at = keystone::parse_expires_at(&parsed.token.expires_at).unwrap_or_else(fallback);
         let project_id = parsed
             .token
             .project
@@ -271,8 +259,7 @@ impl VbsClient {
         let started = std::time::Instant::now();
         let result = req.send().await;
         let status = result.as_ref().ok().map(|r| r.status().as_u16());
-        self.observer
-            .request_finished(op, status, started.elapsed());
+        self.observer.request_finished(op, status, started.elapsed());
         result.map_err(|e| self.transport_error(op, e))
     }
 
@@ -364,10 +351,7 @@ fn signed_get(
         ("X-Project-Id".to_string(), project_id.to_string()),
     ];
     if let Some(token) = &keys.security_token {
-        headers.push((
-            "X-Security-Token".to_string(),
-            token.expose_secret().to_string(),
-        ));
+        headers.push(("X-Security-Token".to_string(), token.expose_secret().to_string()));
     }
     let query: Vec<(String, String)> = parsed
         .query_pairs()
@@ -386,9 +370,7 @@ fn signed_get(
         &date,
     );
     // reqwest derives the same Host value from the URL; every other signed header goes as is.
-    let mut req = http
-        .get(parsed.as_str())
-        .header("Authorization", authorization);
+    let mut req = http.get(parsed.as_str()).header("Authorization", authorization);
     for (name, value) in headers.into_iter().filter(|(n, _)| n != "Host") {
         req = req.header(name, value);
     }
@@ -396,11 +378,7 @@ fn signed_get(
 }
 
 fn retry_after(resp: &Response) -> Option<Duration> {
-    let value = resp
-        .headers()
-        .get(reqwest::header::RETRY_AFTER)?
-        .to_str()
-        .ok()?;
+    let value = resp.headers().get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
     parse_retry_after(value, SystemTime::now())
 }
 

@@ -91,9 +91,7 @@ pub enum ConfigError {
     UnknownCloud { wanted: String, names: String },
     #[error("cloud `{cloud}`: missing `{field}`")]
     Missing { cloud: String, field: &'static str },
-    #[error(
-        "cloud `{cloud}`: unsupported auth_type `{auth_type}` (supported: password, v3password, aksk)"
-    )]
+    #[error("cloud `{cloud}`: unsupported auth_type `{auth_type}` (supported: password, v3password, aksk)")]
     UnsupportedAuthType { cloud: String, auth_type: String },
     #[error("cloud `{cloud}`: unsupported vbs_api `{value}` (supported: native, cinder)")]
     UnsupportedVbsApi { cloud: String, value: String },
@@ -152,13 +150,12 @@ struct RawAuth {
 /// Parses `clouds.yaml` text and returns the cloud named `wanted`, or the only cloud when `wanted`
 /// is `None`.
 pub fn load_cloud(clouds_yaml: &str, wanted: Option<&str>) -> Result<CloudProfile, ConfigError> {
-    let file: CloudsFile =
-        serde_saphyr::from_str(clouds_yaml).map_err(|e| ConfigError::Syntax {
-            location: e
-                .location()
-                .map(|l| format!(" (line {}, column {})", l.line(), l.column()))
-                .unwrap_or_default(),
-        })?;
+    let file: CloudsFile = serde_saphyr::from_str(clouds_yaml).map_err(|e| ConfigError::Syntax {
+        location: e
+            .location()
+            .map(|l| format!(" (line {}, column {})", l.line(), l.column()))
+            .unwrap_or_default(),
+    })?;
     let mut clouds = file.clouds;
     let names = || clouds_names(&clouds);
     let name = match wanted {
@@ -188,11 +185,7 @@ fn clouds_names(clouds: &BTreeMap<String, RawCloud>) -> String {
     if clouds.is_empty() {
         return "none".into();
     }
-    clouds
-        .keys()
-        .map(String::as_str)
-        .collect::<Vec<_>>()
-        .join(", ")
+    clouds.keys().map(String::as_str).collect::<Vec<_>>().join(", ")
 }
 
 fn non_empty(v: Option<String>) -> Option<String> {
@@ -223,9 +216,7 @@ fn validate(name: String, raw: RawCloud) -> Result<CloudProfile, ConfigError> {
     let ca_cert_pem = match non_empty(raw.cacert) {
         Some(pem) if pem.starts_with("-----BEGIN") => Some(pem),
         Some(_) => {
-            return Err(ConfigError::BadCaCert {
-                cloud: name.clone(),
-            });
+            return Err(ConfigError::BadCaCert { cloud: name.clone() });
         }
         None => None,
     };
@@ -235,12 +226,7 @@ fn validate(name: String, raw: RawCloud) -> Result<CloudProfile, ConfigError> {
         "password" | "v3password" => {
             let auth_url = non_empty(a.auth_url).ok_or_else(|| missing("auth.auth_url"))?;
             let auth_url = check_url(&name, "auth.auth_url", auth_url)?;
-            let shared_domain = || {
-                domain(
-                    non_empty(a.domain_id.clone()),
-                    non_empty(a.domain_name.clone()),
-                )
-            };
+            let shared_domain = || domain(non_empty(a.domain_id.clone()), non_empty(a.domain_name.clone()));
             let user = match (non_empty(a.user_id), non_empty(a.username)) {
                 (Some(id), _) => UserRef::Id(id),
                 (None, Some(name)) => UserRef::Name {
@@ -259,12 +245,9 @@ fn validate(name: String, raw: RawCloud) -> Result<CloudProfile, ConfigError> {
                 (Some(id), _) => ProjectScope::Id(id.clone()),
                 (None, Some(name)) => ProjectScope::Name {
                     name,
-                    domain: domain(
-                        non_empty(a.project_domain_id),
-                        non_empty(a.project_domain_name),
-                    )
-                    .or_else(shared_domain)
-                    .ok_or_else(|| missing("auth.project_domain_name (or project_domain_id)"))?,
+                    domain: domain(non_empty(a.project_domain_id), non_empty(a.project_domain_name))
+                        .or_else(shared_domain)
+                        .ok_or_else(|| missing("auth.project_domain_name (or project_domain_id)"))?,
                 },
                 (None, None) => return Err(missing("auth.project_id (or project_name)")),
             };
@@ -353,20 +336,14 @@ clouds:
     #[test]
     fn password_cloud_is_parsed() {
         let c = load_cloud(TWO_CLOUDS, Some("otc")).expect("valid");
-        assert_eq!(
-            c.project_id.as_deref(),
-            Some("b23b579f08c84228b9b4673c46f0c442")
-        );
+        assert_eq!(c.project_id.as_deref(), Some("b23b579f08c84228b9b4673c46f0c442"));
         assert_eq!(c.region.as_deref(), Some("eu-de"));
         assert_eq!(c.vbs_api, VbsApi::Native);
         assert_eq!(c.interface, "public");
         let Credentials::Password(p) = c.credentials else {
             panic!("expected password auth")
         };
-        assert_eq!(
-            p.auth_url, "https://iam.example/v3",
-            "trailing slash trimmed"
-        );
+        assert_eq!(p.auth_url, "https://iam.example/v3", "trailing slash trimmed");
         assert_eq!(
             p.user,
             UserRef::Name {
@@ -408,10 +385,7 @@ clouds:
             err.to_string()
                 .contains("`nope` is not in clouds.yaml (it has: otc, otc-aksk)")
         );
-        assert_eq!(
-            load_cloud("clouds: {}", None).unwrap_err(),
-            ConfigError::NoClouds
-        );
+        assert_eq!(load_cloud("clouds: {}", None).unwrap_err(), ConfigError::NoClouds);
         let one = "clouds:\n  only:\n    auth: {auth_url: 'http://x/v3', user_id: u, password: p, project_name: p1, domain_name: D}\n";
         let c = load_cloud(one, None).expect("the only cloud is picked");
         assert_eq!(c.name, "only");

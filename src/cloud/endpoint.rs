@@ -62,16 +62,12 @@ pub fn select_from_catalog(
         .flat_map(|s| s.endpoints.iter())
         .find(|e| {
             e.interface == interface
-                && region.is_none_or(|r| {
-                    e.region.as_deref() == Some(r) || e.region_id.as_deref() == Some(r)
-                })
+                && region.is_none_or(|r| e.region.as_deref() == Some(r) || e.region_id.as_deref() == Some(r))
         })
         .map(|e| ProjectBase::from_catalog(&e.url))
         .ok_or_else(|| CloudError::NoEndpoint {
             interface: interface.to_string(),
-            region: region
-                .map(|r| format!(" in region {r}"))
-                .unwrap_or_default(),
+            region: region.map(|r| format!(" in region {r}")).unwrap_or_default(),
         })
 }
 
@@ -153,9 +149,7 @@ mod tests {
             "https://evs-int.eu-de/v3/p"
         );
         assert_eq!(
-            select_from_catalog(&catalog, "public", None)
-                .unwrap()
-                .as_str(),
+            select_from_catalog(&catalog, "public", None).unwrap().as_str(),
             "https://evs.eu-nl/v3/p"
         );
         let err = select_from_catalog(&catalog, "public", Some("ap-1")).unwrap_err();

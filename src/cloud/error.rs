@@ -12,9 +12,7 @@ pub enum CloudError {
     #[error(transparent)]
     Config(#[from] ConfigError),
 
-    #[error(
-        "{operation} was refused with HTTP {status}{detail}: check the credentials in clouds.yaml"
-    )]
+    #[error("{operation} was refused with HTTP {status}{detail}: check the credentials in clouds.yaml")]
     Authentication {
         operation: Operation,
         status: u16,
@@ -37,22 +35,13 @@ pub enum CloudError {
     },
 
     #[error("{operation} timed out after {after:?}")]
-    Timeout {
-        operation: Operation,
-        after: Duration,
-    },
+    Timeout { operation: Operation, after: Duration },
 
     #[error("{operation} could not reach the cloud: {detail}")]
-    Transport {
-        operation: Operation,
-        detail: String,
-    },
+    Transport { operation: Operation, detail: String },
 
     #[error("{operation} returned a body that is not what the API documents: {detail}")]
-    Decode {
-        operation: Operation,
-        detail: String,
-    },
+    Decode { operation: Operation, detail: String },
 
     #[error(
         "the service catalog has no {interface} block-storage (volumev3) endpoint{region}; set block_storage_endpoint_override"
@@ -141,10 +130,7 @@ mod tests {
         let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         assert_eq!(parse_retry_after("7", now), Some(Duration::from_secs(7)));
         let later = httpdate::fmt_http_date(now + Duration::from_secs(30));
-        assert_eq!(
-            parse_retry_after(&later, now),
-            Some(Duration::from_secs(30))
-        );
+        assert_eq!(parse_retry_after(&later, now), Some(Duration::from_secs(30)));
         let earlier = httpdate::fmt_http_date(now - Duration::from_secs(30));
         assert_eq!(parse_retry_after(&earlier, now), Some(Duration::ZERO));
         assert_eq!(parse_retry_after("soon", now), None);

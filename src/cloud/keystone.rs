@@ -127,10 +127,7 @@ mod tests {
 
         let issued: Timestamp = "2026-11-27T08:00:00Z".parse().unwrap();
         let day = issued + jiff::SignedDuration::from_hours(24);
-        assert_eq!(
-            renew_at(issued, day),
-            day - jiff::SignedDuration::from_mins(5)
-        );
+        assert_eq!(renew_at(issued, day), day - jiff::SignedDuration::from_mins(5));
         let short = issued + jiff::SignedDuration::from_secs(100);
         assert_eq!(
             renew_at(issued, short),

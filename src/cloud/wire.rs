@@ -202,10 +202,7 @@ mod tests {
             b.fail_reason.as_deref(),
             Some("Connection to swift failed: [Errno 111] ECONNREFUSED")
         );
-        assert_eq!(
-            b.project_id.as_deref(),
-            Some("b23b579f08c84228b9b4673c46f0c442")
-        );
+        assert_eq!(b.project_id.as_deref(), Some("b23b579f08c84228b9b4673c46f0c442"));
         assert_eq!(
             (b.description, b.availability_zone, b.object_count, b.name),
             (None, None, None, None)
@@ -231,8 +228,7 @@ mod tests {
 
     #[test]
     fn error_body_families() {
-        let cinder =
-            br#"{"itemNotFound": {"code": 404, "message": "Backup X could not be found."}}"#;
+        let cinder = br#"{"itemNotFound": {"code": 404, "message": "Backup X could not be found."}}"#;
         assert_eq!(
             parse_error_body(cinder),
             Some(ErrorBody {

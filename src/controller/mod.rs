@@ -42,12 +42,7 @@ pub struct Context {
 }
 
 impl Context {
-    pub fn new(
-        client: Client,
-        cloud: Arc<VbsClient>,
-        poll: PollPolicy,
-        instance: Option<String>,
-    ) -> Self {
+    pub fn new(client: Client, cloud: Arc<VbsClient>, poll: PollPolicy, instance: Option<String>) -> Self {
         let reporter = Reporter {
             controller: "vbs-operator".into(),
             instance,

@@ -56,8 +56,7 @@ pub async fn reconcile(obj: Arc<VbsBackup>, ctx: Arc<Context>) -> Result<Action,
     let desired = status::desired_status(current, &outcome, obj.metadata.generation, now);
     if current != Some(&desired) {
         let api: Api<VbsBackup> = Api::namespaced(ctx.client.clone(), &namespace);
-        let patch =
-            json!({ "apiVersion": "vbs.io/v1alpha1", "kind": "VbsBackup", "status": desired });
+        let patch = json!({ "apiVersion": "vbs.io/v1alpha1", "kind": "VbsBackup", "status": desired });
         api.patch_status(
             &name,
             &PatchParams::apply(FIELD_MANAGER).force(),
@@ -115,8 +114,7 @@ async fn observe(
     ctx: &Context,
 ) -> Result<(SyncOutcome, Option<Duration>), Error> {
     let secret_name = &obj.spec.cloud_ref.secret_name;
-    let fail =
-        |reason, message: String| Ok((SyncOutcome::Failed(SyncFailure { reason, message }), None));
+    let fail = |reason, message: String| Ok((SyncOutcome::Failed(SyncFailure { reason, message }), None));
 
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
     let secret = secrets
@@ -163,10 +161,7 @@ async fn observe(
             let retry_after = e.retry_after();
             let reason = failure_reason(&e);
             let message = format!("cloud `{}`: {e}", profile.name);
-            Ok((
-                SyncOutcome::Failed(SyncFailure { reason, message }),
-                retry_after,
-            ))
+            Ok((SyncOutcome::Failed(SyncFailure { reason, message }), retry_after))
         }
     }
 }

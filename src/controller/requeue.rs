@@ -69,12 +69,8 @@ impl PollPolicy {
             return o.retry_after.map_or(backoff, |ra| backoff.max(ra));
         }
         match o.outcome {
-            SyncOutcome::Observed(b) if b.status.as_deref().is_some_and(is_transitional) => {
-                self.fast
-            }
-            _ => o
-                .spec_interval
-                .map_or(self.settled, |d| d.max(self.min_settled)),
+            SyncOutcome::Observed(b) if b.status.as_deref().is_some_and(is_transitional) => self.fast,
+            _ => o.spec_interval.map_or(self.settled, |d| d.max(self.min_settled)),
         }
     }
 
@@ -152,10 +148,7 @@ mod tests {
             p.base_delay(&with(Duration::from_secs(3600))),
             Duration::from_secs(3600)
         );
-        assert_eq!(
-            p.base_delay(&with(Duration::from_secs(1))),
-            MIN_POLL_INTERVAL
-        );
+        assert_eq!(p.base_delay(&with(Duration::from_secs(1))), MIN_POLL_INTERVAL);
         let creating = observed("creating");
         let fast = Observation {
             spec_interval: Some(Duration::from_secs(3600)),
@@ -172,9 +165,7 @@ mod tests {
     fn failures_back_off_exponentially_and_cap() {
         let p = PollPolicy::default();
         let f = failed(FailureReason::ApiError);
-        let delays: Vec<u64> = (1..=8)
-            .map(|n| p.base_delay(&obs(&f, n)).as_secs())
-            .collect();
+        let delays: Vec<u64> = (1..=8).map(|n| p.base_delay(&obs(&f, n)).as_secs()).collect();
         assert_eq!(delays, vec![5, 10, 20, 40, 80, 160, 300, 300]);
         assert_eq!(p.base_delay(&obs(&f, u32::MAX)).as_secs(), 300);
         let auth = failed(FailureReason::AuthenticationFailed);

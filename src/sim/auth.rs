@@ -46,8 +46,8 @@ pub fn check_call(
     let Some(auth) = header("authorization") else {
         return Err(Refusal::Unauthenticated);
     };
-    let parsed = signer::parse_authorization(auth)
-        .ok_or(Refusal::Signature("malformed Authorization header"))?;
+    let parsed =
+        signer::parse_authorization(auth).ok_or(Refusal::Signature("malformed Authorization header"))?;
     let sk = {
         let w = sim.world();
         w.keys
@@ -77,11 +77,7 @@ pub fn check_call(
     }
     let query: Vec<(String, String)> = uri
         .query()
-        .map(|q| {
-            url::form_urlencoded::parse(q.as_bytes())
-                .into_owned()
-                .collect()
-        })
+        .map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect())
         .unwrap_or_default();
     let req = SignableRequest {
         method: method.as_str(),
@@ -121,8 +117,7 @@ pub fn check_password(sim: &Sim, body: &Value) -> Option<SeedUser> {
             let project = match (scope["id"].as_str(), scope["name"].as_str()) {
                 (Some(id), _) => id == u.project_id,
                 (None, Some(name)) => {
-                    Some(name) == u.project_name.as_deref()
-                        && domain_matches(&scope["domain"], &u.domain)
+                    Some(name) == u.project_name.as_deref() && domain_matches(&scope["domain"], &u.domain)
                 }
                 _ => false,
             };

@@ -23,10 +23,7 @@ pub fn router(sim: Arc<Sim>) -> Router {
     Router::new()
         .route("/v3/auth/tokens", post(create_token))
         .route("/v3/{project_id}/native/backups/detail", get(list_backups))
-        .route(
-            "/v3/{project_id}/native/backups/{backup_id}",
-            get(show_backup),
-        )
+        .route("/v3/{project_id}/native/backups/{backup_id}", get(show_backup))
         .route("/v3/{project_id}/backups/detail", get(list_backups))
         .route("/v3/{project_id}/backups/{backup_id}", get(show_backup))
         .route("/v2/{project_id}/backups/detail", get(list_backups))
@@ -206,11 +203,7 @@ async fn show_backup(
         .cloned();
     match found {
         Some(b) => {
-            *sim.world()
-                .stats
-                .shows_by_backup
-                .entry(backup_id)
-                .or_default() += 1;
+            *sim.world().stats.shows_by_backup.entry(backup_id).or_default() += 1;
             Json(json!({ "backup": with_links(&sim, &project_id, &b) })).into_response()
         }
         None => error_response(
@@ -285,11 +278,7 @@ async fn list_backups(
             .get("id")
             .and_then(Value::as_str)
             .unwrap_or_default();
-        let href = format!(
-            "{}{}?limit={limit}&marker={last}",
-            sim.public_url,
-            uri.path()
-        );
+        let href = format!("{}{}?limit={limit}&marker={last}", sim.public_url, uri.path());
         body["backups_links"] = json!([{"rel": "next", "href": href}]);
     }
     Json(body).into_response()
@@ -347,17 +336,10 @@ async fn patch_backup(
     Json(fields): Json<Map<String, Value>>,
 ) -> StatusCode {
     let mut w = sim.world();
-    let Some(b) = w
-        .backups
-        .get_mut(&project_id)
-        .and_then(|p| p.get_mut(&backup_id))
-    else {
+    let Some(b) = w.backups.get_mut(&project_id).and_then(|p| p.get_mut(&backup_id)) else {
         return StatusCode::NOT_FOUND;
     };
-    b.insert(
-        "updated_at".into(),
-        Value::String(api_time(Timestamp::now())),
-    );
+    b.insert("updated_at".into(), Value::String(api_time(Timestamp::now())));
     b.extend(fields);
     StatusCode::NO_CONTENT
 }

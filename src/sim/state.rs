@@ -166,9 +166,7 @@ impl Sim {
         let mut w = self.world();
         let idx = w.faults.iter().position(|f| {
             (f.target == FaultTarget::Any || f.target == target)
-                && f.backup_id
-                    .as_deref()
-                    .is_none_or(|want| Some(want) == backup_id)
+                && f.backup_id.as_deref().is_none_or(|want| Some(want) == backup_id)
                 && f.times != Some(0)
         })?;
         let fault = w.faults[idx].clone();
@@ -180,12 +178,7 @@ impl Sim {
     }
 
     pub fn count(&self, kind: &str) {
-        *self
-            .world()
-            .stats
-            .requests
-            .entry(kind.to_string())
-            .or_default() += 1;
+        *self.world().stats.requests.entry(kind.to_string()).or_default() += 1;
     }
 }
 
@@ -202,10 +195,7 @@ pub fn with_defaults(project_id: &str, fields: Map<String, Value>) -> Map<String
     let map = b.as_object_mut().map(std::mem::take).unwrap_or_default();
     let mut map = map;
     if !OWNER_KEYS.iter().any(|k| fields.contains_key(*k)) {
-        map.insert(
-            OWNER_KEYS[0].to_string(),
-            Value::String(project_id.to_string()),
-        );
+        map.insert(OWNER_KEYS[0].to_string(), Value::String(project_id.to_string()));
     }
     map.extend(fields);
     map

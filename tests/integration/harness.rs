@@ -1,0 +1,438 @@
+//! Shared scaffolding for the integration tests: the real kube-apiserver (from KUBECONFIG, which
+//! `hack/test.sh` sets up), a `vbs-sim` process per test, a `vbs-operator` process per test
+//! scoped to the test's own namespace, and waits on conditions with deadlines.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, ObjectMeta, PostParams};
+use kube::runtime::wait::{Condition, await_condition, conditions};
+use kube::{Client, CustomResourceExt};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use vbs_operator::crd::{CloudRef, VbsBackup, VbsBackupSpec, VbsBackupStatus};
+
+pub const PROJECT: &str = "b23b579f08c84228b9b4673c46f0c442";
+pub const USER: &str = "svc-backup";
+pub const PASSWORD: &str = "s3cret-Pa55";
+pub const DOMAIN: &str = "Example";
+pub const AK: &str = "AKTESTEXAMPLE";
+pub const SK: &str = "SKTESTEXAMPLE-secret";
+pub const SECRET: &str = "vbs-cloud";
+/// Long enough for a loaded 2-core CI machine, short enough to fail fast.
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+/// The reference page's example backup, as the simulator stores it.
+pub fn reference_backup() -> Value {
+    json!({
+        "status": "error", "description": null, "availability_zone": null,
+        "volume_id": "2748f2f2-4394-4e6e-af8d-8dd34496c024",
+        "fail_reason": "Connection to swift failed: [Errno 111] ECONNREFUSED",
+        "size": 1, "object_count": null, "container": "volumebackups", "name": null,
+        "created_at": "2013-06-27T08:48:03.000000",
+        "os-backup-project-attr:project_id": PROJECT,
+        "snapshot_id": "66a574c0-4415-499e-b0b1-3f340d7f7932",
+        "updated_at": "2019-03-27T12:36:17.596602",
+        "data_timestamp": "2019-03-16T11:56:00.917245",
+        "has_dependent_backups": false, "is_incremental": false
+    })
+}
+
+pub const REFERENCE_ID: &str = "1d1139d8-8989-49d3-8aa1-83eb691e6db2";
+
+pub fn kubeconfig() -> PathBuf {
+    match std::env::var_os("KUBECONFIG") {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => panic!(
+            "integration tests need a Kubernetes API server: run `hack/test.sh`, which starts one, \
+             or set KUBECONFIG (with VBS_USE_EXISTING_CLUSTER=1 for hack/test.sh)"
+        ),
+    }
+}
+
+async fn client() -> Client {
+    kubeconfig();
+    vbs_operator::install_crypto_provider();
+    Client::try_default().await.expect("kube client from KUBECONFIG")
+}
+
+/// Installs the CRD (once; later calls find it) and waits until it is established. A plain create,
+/// not server-side apply: a 1.20 apiserver refuses to apply the CEL rules it does not know, but
+/// drops them on create.
+async fn ensure_crd(client: &Client) {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    match crds.create(&PostParams::default(), &VbsBackup::crd()).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(s)) if s.code == 409 => {}
+        Err(e) => panic!("create CRD: {e}"),
+    }
+    let established = await_condition(crds, "vbsbackups.vbs.io", conditions::is_crd_established());
+    tokio::time::timeout(DEADLINE, established)
+        .await
+        .expect("CRD established in time")
+        .expect("watch CRD");
+}
+
+/// A running `vbs-sim`.
+pub struct SimProcess {
+    _child: Child,
+    pub url: String,
+    http: reqwest::Client,
+}
+
+impl SimProcess {
+    pub async fn start(seed: Value) -> Self {
+        let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
+        let seed_path = dir.path().join("seed.json");
+        std::fs::write(&seed_path, seed.to_string()).expect("write seed");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_vbs-sim"))
+            .args(["--listen", "127.0.0.1:0", "--seed"])
+            .arg(&seed_path)
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn vbs-sim");
+        let stdout = child.stdout.take().expect("sim stdout");
+        let mut line = String::new();
+        tokio::time::timeout(DEADLINE, BufReader::new(stdout).read_line(&mut line))
+            .await
+            .expect("vbs-sim announces its address in time")
+            .expect("read vbs-sim stdout");
+        let url = line.trim().rsplit(' ').next().expect("url").to_string();
+        SimProcess {
+            _child: child,
+            url,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    async fn control(&self, method: reqwest::Method, path: &str, body: Option<Value>) {
+        let mut req = self.http.request(method, format!("{}{path}", self.url));
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("sim control call");
+        assert!(
+            resp.status().is_success(),
+            "sim control {path}: {}",
+            resp.status()
+        );
+    }
+
+    pub async fn put_backup(&self, id: &str, fields: Value) {
+        self.control(
+            reqwest::Method::PUT,
+            &format!("/sim/projects/{PROJECT}/backups/{id}"),
+            Some(fields),
+        )
+        .await;
+    }
+
+    pub async fn patch_backup(&self, id: &str, fields: Value) {
+        self.control(
+            reqwest::Method::PATCH,
+            &format!("/sim/projects/{PROJECT}/backups/{id}"),
+            Some(fields),
+        )
+        .await;
+    }
+
+    pub async fn add_fault(&self, fault: Value) {
+        self.control(reqwest::Method::POST, "/sim/faults", Some(fault))
+            .await;
+    }
+
+    pub async fn clear_faults(&self) {
+        self.control(reqwest::Method::DELETE, "/sim/faults", None).await;
+    }
+
+    pub async fn revoke_tokens(&self) {
+        self.control(reqwest::Method::POST, "/sim/tokens/revoke", None)
+            .await;
+    }
+
+    pub async fn stats(&self) -> Value {
+        self.http
+            .get(format!("{}/sim/stats", self.url))
+            .send()
+            .await
+            .expect("stats")
+            .json()
+            .await
+            .expect("stats json")
+    }
+
+    pub async fn count(&self, kind: &str) -> u64 {
+        self.stats().await["requests"][kind].as_u64().unwrap_or(0)
+    }
+
+    pub async fn shows_of(&self, id: &str) -> u64 {
+        self.stats().await["shows_by_backup"][id].as_u64().unwrap_or(0)
+    }
+
+    /// The default seed: one user, one key, no backups.
+    pub fn seed() -> Value {
+        json!({
+            "region": "eu-de",
+            "users": [{"name": USER, "password": PASSWORD, "domain": DOMAIN, "project_id": PROJECT, "project_name": "eu-de_test"}],
+            "access_keys": [{"ak": AK, "sk": SK}],
+        })
+    }
+
+    /// clouds.yaml with a password cloud `pw` (endpoint from the catalog) and an AK/SK cloud `aksk`.
+    pub fn clouds_yaml(&self, password: &str, extra: &str) -> String {
+        format!(
+            "clouds:\n  pw:\n    auth:\n      auth_url: {url}/v3\n      username: {USER}\n      password: {password}\n      user_domain_name: {DOMAIN}\n      project_id: {PROJECT}\n    region_name: eu-de\n{extra}  aksk:\n    auth_type: aksk\n    auth: {{ak: {AK}, sk: {SK}, project_id: {PROJECT}}}\n    block_storage_endpoint_override: {url}\n{extra}",
+            url = self.url
+        )
+    }
+}
+
+/// Options of the operator process under test.
+pub struct OperatorOptions {
+    pub poll_interval: &'static str,
+}
+
+impl Default for OperatorOptions {
+    fn default() -> Self {
+        // Settled backups are not re-polled during a test unless the test asks for it, so anything
+        // that happens fast must come from a watch or the fast (transitional) interval.
+        OperatorOptions { poll_interval: "1h" }
+    }
+}
+
+/// A `vbs-operator run` limited to one namespace; its log goes to a file, printed if the test fails.
+pub struct OperatorProcess {
+    _child: Child,
+    pub log: PathBuf,
+}
+
+impl OperatorProcess {
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for OperatorProcess {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "---- operator log ({}) ----\n{}",
+                self.log.display(),
+                self.log_text()
+            );
+        }
+    }
+}
+
+/// One test's world: its namespace, simulator and (once started) operator.
+pub struct TestEnv {
+    pub client: Client,
+    pub ns: String,
+    pub sim: SimProcess,
+    pub operator: Option<OperatorProcess>,
+}
+
+impl TestEnv {
+    pub async fn new(name: &str) -> Self {
+        Self::with_seed(name, SimProcess::seed()).await
+    }
+
+    pub async fn with_seed(name: &str, seed: Value) -> Self {
+        let client = client().await;
+        ensure_crd(&client).await;
+        let ns = format!("{name}-{}", hex_suffix());
+        let namespaces: Api<Namespace> = Api::all(client.clone());
+        let meta = ObjectMeta {
+            name: Some(ns.clone()),
+            ..Default::default()
+        };
+        namespaces
+            .create(
+                &PostParams::default(),
+                &Namespace {
+                    metadata: meta,
+                    ..Default::default()
+                },
+            )
+            .await
+            .expect("create namespace");
+        let sim = SimProcess::start(seed).await;
+        TestEnv {
+            client,
+            ns,
+            sim,
+            operator: None,
+        }
+    }
+
+    pub fn start_operator(&mut self, opts: OperatorOptions) {
+        let log = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("operator-{}.log", self.ns));
+        let file = std::fs::File::create(&log).expect("operator log file");
+        let err = file.try_clone().expect("clone log handle");
+        let child = Command::new(env!("CARGO_BIN_EXE_vbs-operator"))
+            .args([
+                "run",
+                "--namespace",
+                &self.ns,
+                "--log-level",
+                "info,vbs_operator=debug",
+            ])
+            .args([
+                "--poll-interval",
+                opts.poll_interval,
+                "--fast-poll-interval",
+                "1s",
+            ])
+            .args([
+                "--initial-backoff",
+                "200ms",
+                "--max-backoff",
+                "2s",
+                "--cloud-timeout",
+                "5s",
+            ])
+            .env("KUBECONFIG", kubeconfig())
+            .env_remove("RUST_LOG")
+            .stdout(file)
+            .stderr(err)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn vbs-operator");
+        self.operator = Some(OperatorProcess { _child: child, log });
+    }
+
+    pub fn backups(&self) -> Api<VbsBackup> {
+        Api::namespaced(self.client.clone(), &self.ns)
+    }
+
+    pub async fn create_secret(&self, clouds_yaml: &str) {
+        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), &self.ns);
+        let secret = Secret {
+            metadata: ObjectMeta {
+                name: Some(SECRET.into()),
+                ..Default::default()
+            },
+            string_data: Some([("clouds.yaml".to_string(), clouds_yaml.to_string())].into()),
+            ..Default::default()
+        };
+        secrets
+            .create(&PostParams::default(), &secret)
+            .await
+            .expect("create secret");
+    }
+
+    pub async fn create_backup(&self, name: &str, backup_id: &str, cloud: &str) -> VbsBackup {
+        let spec = VbsBackupSpec {
+            backup_id: backup_id.into(),
+            cloud_ref: CloudRef {
+                secret_name: SECRET.into(),
+                cloud: Some(cloud.into()),
+            },
+            poll_interval: None,
+        };
+        self.backups()
+            .create(&PostParams::default(), &VbsBackup::new(name, spec))
+            .await
+            .expect("create VbsBackup")
+    }
+
+    /// Waits (watch-based, with a deadline) until the VbsBackup's status satisfies `check`.
+    pub async fn wait_status(
+        &self,
+        name: &str,
+        what: &str,
+        check: impl Fn(&VbsBackupStatus) -> bool,
+    ) -> VbsBackup {
+        let cond = move |obj: Option<&VbsBackup>| obj.and_then(|o| o.status.as_ref()).is_some_and(&check);
+        self.wait(name, what, cond).await
+    }
+
+    pub async fn wait(&self, name: &str, what: &str, cond: impl Condition<VbsBackup>) -> VbsBackup {
+        match tokio::time::timeout(DEADLINE, await_condition(self.backups(), name, cond)).await {
+            Ok(Ok(Some(obj))) => obj,
+            Ok(other) => panic!("waiting for {what} on {name}: {other:?}"),
+            Err(_) => {
+                let last = self
+                    .backups()
+                    .get_opt(name)
+                    .await
+                    .ok()
+                    .flatten()
+                    .and_then(|b| b.status);
+                panic!(
+                    "timed out after {DEADLINE:?} waiting for {what} on {}/{name}; last status: {last:#?}",
+                    self.ns
+                )
+            }
+        }
+    }
+
+    /// Events the operator published about a VbsBackup, as (type, reason, note).
+    pub async fn events_for(&self, name: &str) -> Vec<(String, String, String)> {
+        let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(self.client.clone(), &self.ns);
+        let list = events.list(&Default::default()).await.expect("list events");
+        list.items
+            .into_iter()
+            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+            .map(|e| {
+                (
+                    e.type_.unwrap_or_default(),
+                    e.reason.unwrap_or_default(),
+                    e.note.unwrap_or_default(),
+                )
+            })
+            .collect()
+    }
+}
+
+impl TestEnv {
+    /// Waits until the operator published an Event about `name` that `check` accepts (Events are
+    /// published right after the status write, so they can trail it by a moment).
+    pub async fn wait_event(&self, name: &str, what: &str, check: impl Fn(&str, &str, &str) -> bool) {
+        eventually(what, || async {
+            self.events_for(name).await.iter().any(|(t, r, n)| check(t, r, n))
+        })
+        .await;
+    }
+}
+
+/// Waits until an async check holds, polling every 100 ms until the deadline.
+pub async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = tokio::time::Instant::now();
+    while !check().await {
+        assert!(
+            start.elapsed() < DEADLINE,
+            "timed out after {DEADLINE:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+pub fn condition<'a>(
+    status: &'a VbsBackupStatus,
+    type_: &str,
+) -> Option<&'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
+    status.conditions.iter().find(|c| c.type_ == type_)
+}
+
+/// `(status, reason)` of a condition, for terse assertions.
+pub fn cond_state(status: &VbsBackupStatus, type_: &str) -> Option<(String, String)> {
+    condition(status, type_).map(|c| (c.status.clone(), c.reason.clone()))
+}
+
+pub fn is(status: &VbsBackupStatus, type_: &str, want: (&str, &str)) -> bool {
+    cond_state(status, type_).is_some_and(|(s, r)| s == want.0 && r == want.1)
+}
+
+fn hex_suffix() -> String {
+    format!("{:06x}", rand::random::<u32>() & 0xffffff)
+}

@@ -1,0 +1,10 @@
+//! Integration tests: the real operator and simulator binaries against a real kube-apiserver.
+//! Run them with `hack/test.sh`, which starts etcd + kube-apiserver and sets KUBECONFIG.
+
+mod harness;
+
+mod auth;
+mod cli;
+mod faults;
+mod lifecycle;
+mod reference;
