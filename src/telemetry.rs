@@ -1,5 +1,7 @@
 //! Logging setup: human-readable or JSON lines, level from `--log-level` / `RUST_LOG`.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

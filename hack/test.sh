@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Sets up and runs every test: unit tests, and integration tests that run the real operator and
+# simulator binaries against a real etcd + kube-apiserver started here (installed and built on
+# first use). Extra arguments go to `cargo test`, e.g. `hack/test.sh -- steady_state`.
+# With VBS_USE_EXISTING_CLUSTER=1 and KUBECONFIG set, the tests use that cluster instead.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+command -v cargo >/dev/null || { echo "test: cargo is missing: install Rust (https://rustup.rs)" >&2; exit 1; }
+command -v kubectl >/dev/null || { echo "test: kubectl is missing: install kubectl >= 1.20" >&2; exit 1; }
+
+# shellcheck source=hack/lib/cluster.sh
+source hack/lib/cluster.sh
+
+# Build first, so the control plane is not idling while the tests compile.
+cargo build --locked --all-targets
+
+dir=$(mktemp -d "${TMPDIR:-/tmp}/vbs-test-cluster.XXXXXX")
+cleanup() {
+  cluster_stop "$dir"
+  rm -rf "$dir"
+}
+trap cleanup EXIT
+cluster_start "$dir"
+export KUBECONFIG="$CLUSTER_KUBECONFIG"
+
+# Each integration test runs its own simulator and operator; four at a time suit two cores.
+cargo test --locked --all-targets "$@" -- --test-threads="${VBS_TEST_THREADS:-4}"
