@@ -7,6 +7,9 @@
 pub mod cloud;
 pub mod controller;
 pub mod crd;
+pub mod http;
+pub mod leader;
+pub mod metrics;
 pub mod sim;
 pub mod status;
 pub mod telemetry;

@@ -1,9 +1,15 @@
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use futures::FutureExt;
+use tokio::sync::watch;
+use tracing::{error, info};
 use vbs_operator::cloud::{ClientOptions, VbsClient};
-use vbs_operator::controller::{self, PollPolicy};
+use vbs_operator::controller::{self, PollPolicy, Watched};
+use vbs_operator::leader::{self, LeaseSettings};
+use vbs_operator::metrics::Metrics;
 use vbs_operator::telemetry::{self, LogFormat};
 
 /// Kubernetes operator that mirrors cloud volume backups (OpenStack Cinder / Huawei Cloud VBS)
@@ -18,16 +24,19 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the controller (kube config from KUBECONFIG, ~/.kube/config or the in-cluster service account).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Print the VbsBackup CustomResourceDefinition as YAML.
     Crd,
 }
 
 #[derive(clap::Args)]
 struct RunArgs {
-    /// Watch only this namespace (default: all namespaces).
-    #[arg(long, env = "VBS_WATCH_NAMESPACE")]
-    namespace: Option<String>,
+    /// Watch only this namespace; repeat for several (default: all namespaces).
+    #[arg(long = "namespace", env = "VBS_WATCH_NAMESPACES", value_delimiter = ',')]
+    namespaces: Vec<String>,
+    /// Address of the HTTP server for /metrics, /healthz and /readyz.
+    #[arg(long, env = "VBS_LISTEN_ADDR", default_value = "0.0.0.0:8080")]
+    listen_addr: SocketAddr,
     /// Poll interval for settled backups (available, error, ...), unless spec.pollInterval is set.
     #[arg(long, env = "VBS_POLL_INTERVAL", default_value = "10m", value_parser = humantime::parse_duration)]
     poll_interval: Duration,
@@ -40,12 +49,21 @@ struct RunArgs {
     /// Longest retry delay after failed API calls.
     #[arg(long, env = "VBS_MAX_BACKOFF", default_value = "5m", value_parser = humantime::parse_duration)]
     max_backoff: Duration,
-    /// Most reconciles (and so cloud API calls) in flight at once.
+    /// Most cloud API queries in flight at once.
     #[arg(long, env = "VBS_CONCURRENCY", default_value_t = 16)]
     concurrency: u16,
     /// Timeout of every call to the cloud API.
     #[arg(long, env = "VBS_CLOUD_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     cloud_timeout: Duration,
+    /// Run only while holding a Lease, so that several replicas can run with one active.
+    #[arg(long, env = "VBS_LEADER_ELECTION")]
+    leader_election: bool,
+    /// Namespace of the leader-election Lease.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    leader_election_namespace: String,
+    /// Name of the leader-election Lease.
+    #[arg(long, env = "VBS_LEADER_ELECTION_LEASE_NAME", default_value = "vbs-operator")]
+    leader_election_lease_name: String,
     /// Log format.
     #[arg(long, env = "VBS_LOG_FORMAT", value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -62,6 +80,15 @@ enum MainError {
     Http(#[from] reqwest::Error),
     #[error("cannot connect to Kubernetes (set KUBECONFIG or run in a cluster): {0}")]
     Kube(#[from] kube::Error),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("leader election failed: {0}")]
+    Lease(#[from] kube_lease_manager::LeaseManagerError),
+    #[error("lost the leader lease; exiting so that another replica takes over")]
+    LeadershipLost,
 }
 
 #[tokio::main]
@@ -69,6 +96,7 @@ async fn main() -> std::process::ExitCode {
     match run(Cli::parse()).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
+            error!("{e}");
             eprintln!("vbs-operator: {e}");
             std::process::ExitCode::FAILURE
         }
@@ -81,33 +109,122 @@ async fn run(cli: Cli) -> Result<(), MainError> {
             print!("{}", vbs_operator::crd_yaml()?);
             Ok(())
         }
-        Command::Run(args) => {
-            vbs_operator::install_crypto_provider();
-            telemetry::init(args.log_format, &args.log_level);
-            let client = kube::Client::try_default().await?;
-            let cloud = VbsClient::new(ClientOptions {
-                timeout: args.cloud_timeout,
-                ..ClientOptions::default()
-            })?;
-            let settings = controller::Settings {
-                namespace: args.namespace,
-                concurrency: args.concurrency,
-                poll: PollPolicy {
-                    fast: args.fast_poll_interval,
-                    settled: args.poll_interval,
-                    initial_backoff: args.initial_backoff,
-                    max_backoff: args.max_backoff,
-                    ..PollPolicy::default()
-                },
-                instance: std::env::var("POD_NAME").ok(),
-            };
-            tracing::info!(
-                namespace = settings.namespace.as_deref().unwrap_or("<all>"),
-                "starting vbs-operator"
-            );
-            controller::run(client, Arc::new(cloud), settings).await;
-            tracing::info!("stopped");
-            Ok(())
+        Command::Run(args) => run_operator(*args).await,
+    }
+}
+
+async fn run_operator(args: RunArgs) -> Result<(), MainError> {
+    vbs_operator::install_crypto_provider();
+    telemetry::init(args.log_format, &args.log_level);
+    let client = kube::Client::try_default().await?;
+    let metrics = Arc::new(Metrics::default());
+    let watched = Arc::new(Watched::default());
+    let cloud = VbsClient::new(ClientOptions {
+        timeout: args.cloud_timeout,
+        ..ClientOptions::default()
+    })?
+    .with_observer(metrics.clone());
+
+    // One stop signal for everything: SIGTERM / Ctrl-C, or the loss of the leader lease.
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stop_tx = Arc::new(stop_tx);
+    let shutdown = {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        }
+        .boxed()
+        .shared()
+    };
+    tokio::spawn({
+        let stop_tx = stop_tx.clone();
+        async move {
+            telemetry::shutdown_signal().await;
+            info!("shutting down");
+            let _ = stop_tx.send(true);
+        }
+    });
+
+    let listener = tokio::net::TcpListener::bind(args.listen_addr)
+        .await
+        .map_err(|source| MainError::Listen {
+            addr: args.listen_addr,
+            source,
+        })?;
+    let bound = listener.local_addr().unwrap_or(args.listen_addr);
+    info!(addr = %bound, "serving /metrics, /healthz and /readyz");
+    let server = axum::serve(
+        listener,
+        vbs_operator::http::router(metrics.clone(), watched.clone()),
+    )
+    .with_graceful_shutdown(shutdown.clone());
+    let server = tokio::spawn(async move {
+        if let Err(e) = server.await {
+            error!(error = %e, "HTTP server failed");
+        }
+    });
+
+    let settings = controller::Settings {
+        namespaces: args.namespaces,
+        concurrency: args.concurrency,
+        poll: PollPolicy {
+            fast: args.fast_poll_interval,
+            settled: args.poll_interval,
+            initial_backoff: args.initial_backoff,
+            max_backoff: args.max_backoff,
+            ..PollPolicy::default()
+        },
+        instance: std::env::var("POD_NAME").ok(),
+    };
+    let scope = if settings.namespaces.is_empty() {
+        "<all>".to_string()
+    } else {
+        settings.namespaces.join(",")
+    };
+    info!(namespaces = scope, "starting vbs-operator");
+
+    let mut lost_lease = None;
+    let mut _leadership = None;
+    if args.leader_election {
+        let lease = LeaseSettings {
+            namespace: args.leader_election_namespace,
+            name: args.leader_election_lease_name,
+            identity: leader::default_identity(),
+            duration_secs: 15,
+            grace_secs: 5,
+        };
+        let leadership = leader::start(client.clone(), &lease).await?;
+        let mut is_leader = leadership.is_leader.clone();
+        info!(lease = %lease.name, namespace = %lease.namespace, identity = %lease.identity, "waiting for the leader lease");
+        // A standby replica is healthy and ready; it just does not reconcile.
+        watched.set_ready(true);
+        tokio::select! {
+            acquired = is_leader.wait_for(|l| *l) => { acquired.map_err(|_| MainError::LeadershipLost)?; }
+            _ = shutdown.clone() => { server.await.ok(); return Ok(()); }
+        }
+        info!("acquired the leader lease");
+        lost_lease = Some(tokio::spawn({
+            let stop_tx = stop_tx.clone();
+            async move {
+                let lost = is_leader.wait_for(|l| !*l).await.is_ok();
+                if lost {
+                    error!("lost the leader lease");
+                    let _ = stop_tx.send(true);
+                }
+                lost
+            }
+        }));
+        _leadership = Some(leadership);
+    }
+
+    controller::run(client, Arc::new(cloud), metrics, watched, settings, shutdown).await;
+    server.await.ok();
+    if let Some(task) = lost_lease {
+        let lost = task.now_or_never().and_then(Result::ok).unwrap_or(false);
+        if lost {
+            return Err(MainError::LeadershipLost);
         }
     }
+    info!("stopped");
+    Ok(())
 }

@@ -9,6 +9,8 @@ use crate::crd::VbsBackupStatus;
 
 pub const READY: &str = "Ready";
 pub const SYNCED: &str = "Synced";
+pub const RECONCILING: &str = "Reconciling";
+pub const STALLED: &str = "Stalled";
 pub const AVAILABLE: &str = "available";
 
 /// Backup states the cloud moves out of by itself; polled at the fast interval.
@@ -101,11 +103,46 @@ pub fn desired_status(
         }
     };
     status.observed_generation = generation;
-    status.conditions = vec![
-        ready.into_condition(&previous.conditions, generation, now),
-        synced.into_condition(&previous.conditions, generation, now),
-    ];
+    let progress = progress_conditions(outcome, status.backup_status.as_deref());
+    status.conditions = [ready, synced]
+        .into_iter()
+        .chain(progress)
+        .map(|c| c.into_condition(&previous.conditions, generation, now))
+        .collect();
     status
+}
+
+/// kstatus-style `Reconciling` and `Stalled` conditions, present only while True, so that Flux,
+/// Argo CD and `kstatus` see a creating backup as in progress and a failed one as failed.
+fn progress_conditions(outcome: &SyncOutcome, backup_status: Option<&str>) -> Option<ConditionSpec> {
+    match outcome {
+        SyncOutcome::Observed(_) => {
+            let state = backup_status?;
+            let message = format!("the backup is {state}");
+            if is_transitional(state) {
+                Some(ConditionSpec::new(
+                    RECONCILING,
+                    "True",
+                    &camel_case_reason(state),
+                    &message,
+                ))
+            } else if state.starts_with("error") {
+                Some(ConditionSpec::new(
+                    STALLED,
+                    "True",
+                    &camel_case_reason(state),
+                    &message,
+                ))
+            } else {
+                None
+            }
+        }
+        SyncOutcome::Failed(f) if f.reason == FailureReason::ApiError => backup_status
+            .is_none()
+            .then(|| ConditionSpec::new(RECONCILING, "True", f.reason.as_str(), &f.message)),
+        // A missing Secret, bad config, refused credentials or a vanished backup need a person.
+        SyncOutcome::Failed(f) => Some(ConditionSpec::new(STALLED, "True", f.reason.as_str(), &f.message)),
+    }
 }
 
 fn from_backup(b: &Backup) -> VbsBackupStatus {
@@ -453,6 +490,40 @@ mod tests {
             ("False", "BackupNotFound")
         );
         assert_eq!(cond(&s, SYNCED).reason, "BackupNotFound");
+    }
+
+    #[test]
+    fn kstatus_conditions_follow_progress() {
+        let now = t("2026-11-27T10:00:00Z");
+        let with = |status: &str| {
+            let b = Backup {
+                status: Some(status.into()),
+                ..reference_backup()
+            };
+            desired_status(None, &SyncOutcome::observed(b), Some(1), now)
+        };
+        let types = |s: &VbsBackupStatus| s.conditions.iter().map(|c| c.type_.clone()).collect::<Vec<_>>();
+        assert_eq!(types(&with("creating")), ["Ready", "Synced", "Reconciling"]);
+        assert_eq!(cond(&with("creating"), RECONCILING).reason, "Creating");
+        assert_eq!(types(&with("available")), ["Ready", "Synced"]);
+        assert_eq!(types(&with("error_restoring")), ["Ready", "Synced", "Stalled"]);
+        let fail = |reason| {
+            SyncOutcome::Failed(SyncFailure {
+                reason,
+                message: "m".into(),
+            })
+        };
+        let first_error = desired_status(None, &fail(FailureReason::ApiError), Some(1), now);
+        assert_eq!(cond(&first_error, RECONCILING).reason, "ApiError");
+        let known = with("available");
+        let later_error = desired_status(Some(&known), &fail(FailureReason::ApiError), Some(1), now);
+        assert_eq!(
+            types(&later_error),
+            ["Ready", "Synced"],
+            "retrying with a known state is not progress"
+        );
+        let denied = desired_status(None, &fail(FailureReason::AuthenticationFailed), Some(1), now);
+        assert_eq!(cond(&denied, STALLED).reason, "AuthenticationFailed");
     }
 
     #[test]

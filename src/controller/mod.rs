@@ -4,27 +4,31 @@ mod reconcile;
 pub mod requeue;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use kube::runtime::controller::{self, Controller};
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::ObjectRef;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
+use tokio::sync::Semaphore;
 
 use crate::cloud::VbsClient;
 use crate::crd::VbsBackup;
+use crate::metrics::Metrics;
 pub use reconcile::{Error, FIELD_MANAGER};
 pub use requeue::PollPolicy;
 
 /// How the controller runs.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// Watch only this namespace; all namespaces when `None`.
-    pub namespace: Option<String>,
-    /// Most reconciles in flight at once.
+    /// Watch only these namespaces; all namespaces when empty.
+    pub namespaces: Vec<String>,
+    /// Most cloud queries in flight at once, across all namespaces.
     pub concurrency: u16,
     pub poll: PollPolicy,
     /// Reported in Events as the reporting instance (the pod name in a cluster).
@@ -37,46 +41,128 @@ pub struct Context {
     pub cloud: Arc<VbsClient>,
     pub recorder: Recorder,
     pub poll: PollPolicy,
+    pub metrics: Arc<Metrics>,
+    /// Bounds cloud calls across the controllers of all watched namespaces.
+    pub cloud_slots: Semaphore,
     /// Failed queries in a row per VbsBackup, for backoff. Cleared on success.
     failures: Mutex<HashMap<ObjectRef<VbsBackup>, u32>>,
 }
 
-impl Context {
-    pub fn new(client: Client, cloud: Arc<VbsClient>, poll: PollPolicy, instance: Option<String>) -> Self {
-        let reporter = Reporter {
-            controller: "vbs-operator".into(),
-            instance,
-        };
-        Context {
-            recorder: Recorder::new(client.clone(), reporter),
-            client,
-            cloud,
-            poll,
-            failures: Mutex::default(),
-        }
+/// What the controllers watch, for readiness and for metrics computed at scrape time.
+#[derive(Default)]
+pub struct Watched {
+    stores: Mutex<Vec<Store<VbsBackup>>>,
+    ready: AtomicBool,
+}
+
+impl Watched {
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed)
+    }
+
+    /// A replica waiting for the leader lease reports ready: it is healthy, and a rollout must not
+    /// wait for it to become leader.
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Relaxed);
+    }
+
+    /// Every VbsBackup currently watched.
+    pub fn objects(&self) -> Vec<Arc<VbsBackup>> {
+        let stores = self.stores.lock().unwrap_or_else(PoisonError::into_inner);
+        stores.iter().flat_map(|s| s.state()).collect()
+    }
+
+    fn add(&self, store: Store<VbsBackup>) {
+        self.stores
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(store);
     }
 }
 
-/// Runs the controller until a shutdown signal (SIGTERM, Ctrl-C).
-pub async fn run(client: Client, cloud: Arc<VbsClient>, settings: Settings) {
-    let (backups, secrets): (Api<VbsBackup>, Api<Secret>) = match &settings.namespace {
-        Some(ns) => (
-            Api::namespaced(client.clone(), ns),
-            Api::namespaced(client.clone(), ns),
-        ),
-        None => (Api::all(client.clone()), Api::all(client.clone())),
+/// Runs one controller per watched namespace (or one for the whole cluster) until `shutdown`
+/// resolves. `watched` turns ready once every watch has listed its objects.
+pub async fn run(
+    client: Client,
+    cloud: Arc<VbsClient>,
+    metrics: Arc<Metrics>,
+    watched: Arc<Watched>,
+    settings: Settings,
+    shutdown: impl Future<Output = ()> + Clone + Send + Sync + 'static,
+) {
+    let reporter = Reporter {
+        controller: "vbs-operator".into(),
+        instance: settings.instance.clone(),
     };
-    let ctx = Arc::new(Context::new(
-        client,
+    let ctx = Arc::new(Context {
+        recorder: Recorder::new(client.clone(), reporter),
+        client: client.clone(),
         cloud,
-        settings.poll.clone(),
-        settings.instance.clone(),
-    ));
+        poll: settings.poll.clone(),
+        metrics,
+        cloud_slots: Semaphore::new(usize::from(settings.concurrency.max(1))),
+        failures: Mutex::default(),
+    });
+    let scopes: Vec<Option<String>> = if settings.namespaces.is_empty() {
+        vec![None]
+    } else {
+        settings.namespaces.iter().cloned().map(Some).collect()
+    };
+    watched.set_ready(false);
+    let pending = Arc::new(AtomicUsize::new(scopes.len()));
+    let controllers = scopes.into_iter().map(|ns| {
+        let (backups, secrets): (Api<VbsBackup>, Api<Secret>) = match &ns {
+            Some(ns) => (
+                Api::namespaced(client.clone(), ns),
+                Api::namespaced(client.clone(), ns),
+            ),
+            None => (Api::all(client.clone()), Api::all(client.clone())),
+        };
+        run_scope(
+            backups,
+            secrets,
+            ctx.clone(),
+            watched.clone(),
+            pending.clone(),
+            settings.concurrency,
+            shutdown.clone(),
+        )
+    });
+    futures::future::join_all(controllers).await;
+}
 
+async fn run_scope(
+    backups: Api<VbsBackup>,
+    secrets: Api<Secret>,
+    ctx: Arc<Context>,
+    watched: Arc<Watched>,
+    pending: Arc<AtomicUsize>,
+    concurrency: u16,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
     let controller = Controller::new(backups, watcher::Config::default().any_semantic());
     let store = controller.store();
+    watched.add(store.clone());
+    tokio::spawn({
+        let store = store.clone();
+        async move {
+            // Store::wait_until_ready can miss its wake-up (seen with kube-runtime 5.0), so it
+            // is re-polled on a short timer rather than awaited once.
+            loop {
+                match tokio::time::timeout(Duration::from_millis(250), store.wait_until_ready()).await {
+                    Ok(Ok(())) => break,
+                    Ok(Err(_)) => return, // the controller is gone
+                    Err(_) => {}
+                }
+            }
+            if pending.fetch_sub(1, Ordering::AcqRel) == 1 {
+                watched.set_ready(true);
+                tracing::info!("watches synced; ready");
+            }
+        }
+    });
     controller
-        .with_config(controller::Config::default().concurrency(settings.concurrency))
+        .with_config(controller::Config::default().concurrency(concurrency))
         // A Secret created or changed re-triggers the VbsBackups that name it. Only metadata of the
         // event is used; Secret data is never cached.
         .watches(
@@ -92,11 +178,18 @@ pub async fn run(client: Client, cloud: Arc<VbsClient>, settings: Settings) {
                     .collect::<Vec<_>>()
             },
         )
-        .shutdown_on_signal()
+        .graceful_shutdown_on(shutdown)
         .run(reconcile::reconcile, reconcile::error_policy, ctx)
         .for_each(|result| async move {
-            if let Err(e) = result {
-                tracing::debug!(error = %e, "reconcile did not complete");
+            match result {
+                Ok(_) => {}
+                // Failed reconciles are logged by the error policy.
+                Err(controller::Error::ReconcilerFailed(..)) => {}
+                Err(controller::Error::QueueError(e)) => tracing::error!(
+                    error = %e,
+                    "cannot watch VbsBackups or Secrets (the operator needs get/list/watch on both); retrying"
+                ),
+                Err(e) => tracing::warn!(error = %e, "controller error"),
             }
         })
         .await;

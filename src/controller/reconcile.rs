@@ -43,11 +43,32 @@ pub enum Error {
     },
 }
 
-#[instrument(skip_all, fields(namespace = obj.namespace(), name = obj.name_any(), backup_id = obj.spec.backup_id))]
+#[instrument(skip_all, fields(namespace = obj.namespace(), vbsbackup = obj.name_any(), backup_id = obj.spec.backup_id))]
 pub async fn reconcile(obj: Arc<VbsBackup>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = std::time::Instant::now();
+    ctx.metrics.reconciles.inc();
+    let result = reconcile_inner(&obj, &ctx).await;
+    ctx.metrics
+        .reconcile_duration
+        .observe(started.elapsed().as_secs_f64());
+    if result.is_err() {
+        ctx.metrics.failure("KubernetesError");
+    }
+    result
+}
+
+async fn reconcile_inner(obj: &VbsBackup, ctx: &Context) -> Result<Action, Error> {
     let namespace = obj.namespace().unwrap_or_default();
     let name = obj.name_any();
-    let (outcome, retry_after) = observe(&obj, &namespace, &ctx).await?;
+    let (outcome, retry_after) = observe(obj, &namespace, ctx).await?;
+    match &outcome {
+        SyncOutcome::Observed(_) => ctx.metrics.synced(
+            &namespace,
+            &name,
+            Timestamp::now().as_millisecond() as f64 / 1000.0,
+        ),
+        SyncOutcome::Failed(f) => ctx.metrics.failure(f.reason.as_str()),
+    }
 
     let current = obj.status.as_ref();
     let now = Timestamp::now()
@@ -72,10 +93,10 @@ pub async fn reconcile(obj: Arc<VbsBackup>, ctx: Arc<Context>) -> Result<Action,
             backup_status = desired.backup_status.as_deref().unwrap_or("-"),
             "status updated"
         );
-        publish_notices(&obj, current, &desired, &ctx).await;
+        publish_notices(obj, current, &desired, ctx).await;
     }
 
-    let failures = track_failures(&obj, &outcome, &ctx);
+    let failures = track_failures(obj, &outcome, ctx);
     let observation = Observation {
         outcome: &outcome,
         spec_interval: obj.spec.poll_interval.as_deref().and_then(parse_duration),
@@ -155,6 +176,8 @@ async fn observe(
         }
     };
 
+    // The semaphore is never closed, so acquiring only waits.
+    let _slot = ctx.cloud_slots.acquire().await.ok();
     match ctx.cloud.show_backup(&profile, &obj.spec.backup_id).await {
         Ok(backup) => Ok((SyncOutcome::observed(backup), None)),
         Err(e) => {

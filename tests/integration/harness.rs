@@ -193,22 +193,24 @@ impl SimProcess {
 }
 
 /// Options of the operator process under test.
+#[derive(Default)]
 pub struct OperatorOptions {
-    pub poll_interval: &'static str,
-}
-
-impl Default for OperatorOptions {
-    fn default() -> Self {
-        // Settled backups are not re-polled during a test unless the test asks for it, so anything
-        // that happens fast must come from a watch or the fast (transitional) interval.
-        OperatorOptions { poll_interval: "1h" }
-    }
+    /// `--poll-interval`; one hour when unset, so that settled backups are not re-polled during a
+    /// test unless it asks for it: anything fast must come from a watch or the fast interval.
+    pub poll_interval: Option<&'static str>,
+    /// Namespaces to watch; the test's own when empty.
+    pub namespaces: Vec<String>,
+    pub extra_args: Vec<String>,
+    /// Run as another identity (e.g. a service account token); the admin kubeconfig when unset.
+    pub kubeconfig: Option<PathBuf>,
 }
 
 /// A `vbs-operator run` limited to one namespace; its log goes to a file, printed if the test fails.
 pub struct OperatorProcess {
-    _child: Child,
+    pub child: Child,
     pub log: PathBuf,
+    /// Base URL of its /metrics, /healthz and /readyz server.
+    pub http_url: String,
 }
 
 impl OperatorProcess {
@@ -245,22 +247,7 @@ impl TestEnv {
     pub async fn with_seed(name: &str, seed: Value) -> Self {
         let client = client().await;
         ensure_crd(&client).await;
-        let ns = format!("{name}-{}", hex_suffix());
-        let namespaces: Api<Namespace> = Api::all(client.clone());
-        let meta = ObjectMeta {
-            name: Some(ns.clone()),
-            ..Default::default()
-        };
-        namespaces
-            .create(
-                &PostParams::default(),
-                &Namespace {
-                    metadata: meta,
-                    ..Default::default()
-                },
-            )
-            .await
-            .expect("create namespace");
+        let ns = create_namespace(&client, name).await;
         let sim = SimProcess::start(seed).await;
         TestEnv {
             client,
@@ -271,20 +258,29 @@ impl TestEnv {
     }
 
     pub fn start_operator(&mut self, opts: OperatorOptions) {
-        let log = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("operator-{}.log", self.ns));
+        self.operator = Some(self.spawn_operator(opts));
+    }
+
+    /// Starts an operator process; its log file is named after the namespace and `opts`.
+    pub fn spawn_operator(&self, opts: OperatorOptions) -> OperatorProcess {
+        let port = free_port();
+        let log = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("operator-{}-{port}.log", self.ns));
         let file = std::fs::File::create(&log).expect("operator log file");
         let err = file.try_clone().expect("clone log handle");
-        let child = Command::new(env!("CARGO_BIN_EXE_vbs-operator"))
-            .args([
-                "run",
-                "--namespace",
-                &self.ns,
-                "--log-level",
-                "info,vbs_operator=debug",
-            ])
+        let namespaces = if opts.namespaces.is_empty() {
+            vec![self.ns.clone()]
+        } else {
+            opts.namespaces
+        };
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_vbs-operator"));
+        cmd.args(["run", "--log-level", "info,vbs_operator=debug"]);
+        for ns in &namespaces {
+            cmd.args(["--namespace", ns]);
+        }
+        cmd.args(["--listen-addr", &format!("127.0.0.1:{port}")])
             .args([
                 "--poll-interval",
-                opts.poll_interval,
+                opts.poll_interval.unwrap_or("1h"),
                 "--fast-poll-interval",
                 "1s",
             ])
@@ -296,22 +292,34 @@ impl TestEnv {
                 "--cloud-timeout",
                 "5s",
             ])
-            .env("KUBECONFIG", kubeconfig())
+            .args(&opts.extra_args)
+            .env("KUBECONFIG", opts.kubeconfig.unwrap_or_else(kubeconfig))
             .env_remove("RUST_LOG")
             .stdout(file)
             .stderr(err)
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawn vbs-operator");
-        self.operator = Some(OperatorProcess { _child: child, log });
+            .kill_on_drop(true);
+        let child = cmd.spawn().expect("spawn vbs-operator");
+        OperatorProcess {
+            child,
+            log,
+            http_url: format!("http://127.0.0.1:{port}"),
+        }
     }
 
     pub fn backups(&self) -> Api<VbsBackup> {
-        Api::namespaced(self.client.clone(), &self.ns)
+        self.backups_in(&self.ns)
+    }
+
+    pub fn backups_in(&self, ns: &str) -> Api<VbsBackup> {
+        Api::namespaced(self.client.clone(), ns)
     }
 
     pub async fn create_secret(&self, clouds_yaml: &str) {
-        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), &self.ns);
+        self.create_secret_in(&self.ns, clouds_yaml).await;
+    }
+
+    pub async fn create_secret_in(&self, ns: &str, clouds_yaml: &str) {
+        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), ns);
         let secret = Secret {
             metadata: ObjectMeta {
                 name: Some(SECRET.into()),
@@ -327,6 +335,10 @@ impl TestEnv {
     }
 
     pub async fn create_backup(&self, name: &str, backup_id: &str, cloud: &str) -> VbsBackup {
+        self.create_backup_in(&self.ns, name, backup_id, cloud).await
+    }
+
+    pub async fn create_backup_in(&self, ns: &str, name: &str, backup_id: &str, cloud: &str) -> VbsBackup {
         let spec = VbsBackupSpec {
             backup_id: backup_id.into(),
             cloud_ref: CloudRef {
@@ -335,10 +347,19 @@ impl TestEnv {
             },
             poll_interval: None,
         };
-        self.backups()
+        self.backups_in(ns)
             .create(&PostParams::default(), &VbsBackup::new(name, spec))
             .await
             .expect("create VbsBackup")
+    }
+
+    pub async fn backup_in(&self, ns: &str, name: &str) -> VbsBackup {
+        self.backups_in(ns).get(name).await.expect("get VbsBackup")
+    }
+
+    /// Another namespace for this test (for scope tests).
+    pub async fn extra_namespace(&self, prefix: &str) -> String {
+        create_namespace(&self.client, prefix).await
     }
 
     /// Waits (watch-based, with a deadline) until the VbsBackup's status satisfies `check`.
@@ -348,25 +369,40 @@ impl TestEnv {
         what: &str,
         check: impl Fn(&VbsBackupStatus) -> bool,
     ) -> VbsBackup {
-        let cond = move |obj: Option<&VbsBackup>| obj.and_then(|o| o.status.as_ref()).is_some_and(&check);
-        self.wait(name, what, cond).await
+        self.wait_status_in(&self.ns, name, what, check).await
     }
 
-    pub async fn wait(&self, name: &str, what: &str, cond: impl Condition<VbsBackup>) -> VbsBackup {
-        match tokio::time::timeout(DEADLINE, await_condition(self.backups(), name, cond)).await {
+    pub async fn wait_status_in(
+        &self,
+        ns: &str,
+        name: &str,
+        what: &str,
+        check: impl Fn(&VbsBackupStatus) -> bool,
+    ) -> VbsBackup {
+        let cond = move |obj: Option<&VbsBackup>| obj.and_then(|o| o.status.as_ref()).is_some_and(&check);
+        self.wait_in(ns, name, what, cond).await
+    }
+
+    pub async fn wait_in(
+        &self,
+        ns: &str,
+        name: &str,
+        what: &str,
+        cond: impl Condition<VbsBackup>,
+    ) -> VbsBackup {
+        match tokio::time::timeout(DEADLINE, await_condition(self.backups_in(ns), name, cond)).await {
             Ok(Ok(Some(obj))) => obj,
             Ok(other) => panic!("waiting for {what} on {name}: {other:?}"),
             Err(_) => {
                 let last = self
-                    .backups()
+                    .backups_in(ns)
                     .get_opt(name)
                     .await
                     .ok()
                     .flatten()
                     .and_then(|b| b.status);
                 panic!(
-                    "timed out after {DEADLINE:?} waiting for {what} on {}/{name}; last status: {last:#?}",
-                    self.ns
+                    "timed out after {DEADLINE:?} waiting for {what} on {ns}/{name}; last status: {last:#?}"
                 )
             }
         }
@@ -431,6 +467,34 @@ pub fn cond_state(status: &VbsBackupStatus, type_: &str) -> Option<(String, Stri
 
 pub fn is(status: &VbsBackupStatus, type_: &str, want: (&str, &str)) -> bool {
     cond_state(status, type_).is_some_and(|(s, r)| s == want.0 && r == want.1)
+}
+
+/// Creates a namespace named `{prefix}-{random}`. Namespaces are left behind: the test cluster is
+/// thrown away after the run (and a 1.20 apiserver alone never finishes deleting them).
+async fn create_namespace(client: &Client, prefix: &str) -> String {
+    let ns = format!("{prefix}-{}", hex_suffix());
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let meta = ObjectMeta {
+        name: Some(ns.clone()),
+        ..Default::default()
+    };
+    namespaces
+        .create(
+            &PostParams::default(),
+            &Namespace {
+                metadata: meta,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("create namespace");
+    ns
+}
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    listener.local_addr().expect("local addr").port()
 }
 
 fn hex_suffix() -> String {

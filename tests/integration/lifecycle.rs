@@ -120,7 +120,10 @@ async fn steady_state_writes_nothing() {
         .await;
     env.create_secret(&env.sim.clouds_yaml(PASSWORD, "")).await;
     // Poll settled backups every second so that several polls happen during the test.
-    env.start_operator(OperatorOptions { poll_interval: "1s" });
+    env.start_operator(OperatorOptions {
+        poll_interval: Some("1s"),
+        ..Default::default()
+    });
     env.create_backup("quiet", REFERENCE_ID, "pw").await;
     let obj = env
         .wait_status("quiet", "Ready=True", |s| is(s, "Ready", ("True", "Available")))

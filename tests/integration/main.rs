@@ -7,4 +7,5 @@ mod auth;
 mod cli;
 mod faults;
 mod lifecycle;
+mod operations;
 mod reference;

@@ -1,0 +1,208 @@
+//! Prometheus / OpenMetrics metrics of the operator, exported on `/metrics`.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::cloud::{ApiObserver, Operation};
+use crate::crd::VbsBackup;
+use kube::ResourceExt;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub operation: String,
+    /// HTTP status code, or `none` when no response arrived.
+    pub code: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OperationLabels {
+    pub operation: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BackupStatusLabels {
+    pub backup_status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResourceLabels {
+    pub namespace: String,
+    pub name: String,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+/// Every metric the operator exports. Names carry the `vbs_` prefix.
+pub struct Metrics {
+    registry: Registry,
+    pub reconciles: Counter,
+    pub reconcile_failures: Family<ReasonLabels, Counter>,
+    pub reconcile_duration: Histogram,
+    pub cloud_requests: Family<RequestLabels, Counter>,
+    pub cloud_request_duration: HistogramFamily<OperationLabels>,
+    pub token_refreshes: Counter,
+    pub backups: Family<BackupStatusLabels, Gauge>,
+    pub last_sync: Family<ResourceLabels, Gauge<f64, AtomicU64>>,
+    /// Source of `last_sync`, pruned of deleted VbsBackups at each scrape.
+    last_sync_times: Mutex<HashMap<ResourceLabels, f64>>,
+}
+
+fn latency_histogram() -> Histogram {
+    // 5 ms .. ~40 s
+    Histogram::new(exponential_buckets(0.005, 2.0, 14))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("vbs");
+        let reconciles = Counter::default();
+        registry.register("reconciles", "Reconciles of VbsBackups", reconciles.clone());
+        let reconcile_failures = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "reconcile_failures",
+            "Reconciles that did not learn the backup's state, by reason (the Synced reason, or KubernetesError)",
+            reconcile_failures.clone(),
+        );
+        let reconcile_duration = latency_histogram();
+        registry.register(
+            "reconcile_duration_seconds",
+            "Duration of reconciles",
+            reconcile_duration.clone(),
+        );
+        let cloud_requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "cloud_requests",
+            "HTTP requests to the cloud, by operation (authenticate, show_backup) and status code",
+            cloud_requests.clone(),
+        );
+        let cloud_request_duration: HistogramFamily<OperationLabels> =
+            Family::new_with_constructor(latency_histogram);
+        registry.register(
+            "cloud_request_duration_seconds",
+            "Latency of HTTP requests to the cloud, by operation",
+            cloud_request_duration.clone(),
+        );
+        let token_refreshes = Counter::default();
+        registry.register(
+            "token_refreshes",
+            "Keystone tokens fetched",
+            token_refreshes.clone(),
+        );
+        let backups = Family::<BackupStatusLabels, Gauge>::default();
+        registry.register(
+            "backups",
+            "VbsBackups by the backup's status (`none` before the first answer)",
+            backups.clone(),
+        );
+        let last_sync = Family::<ResourceLabels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "last_successful_sync_timestamp_seconds",
+            "Unix time of the last successful query of the cloud, per VbsBackup",
+            last_sync.clone(),
+        );
+        Metrics {
+            registry,
+            reconciles,
+            reconcile_failures,
+            reconcile_duration,
+            cloud_requests,
+            cloud_request_duration,
+            token_refreshes,
+            backups,
+            last_sync,
+            last_sync_times: Mutex::default(),
+        }
+    }
+}
+
+impl Metrics {
+    pub fn failure(&self, reason: &str) {
+        self.reconcile_failures
+            .get_or_create(&ReasonLabels {
+                reason: reason.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn synced(&self, namespace: &str, name: &str, unix_seconds: f64) {
+        let labels = ResourceLabels {
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+        };
+        self.last_sync_times
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(labels, unix_seconds);
+    }
+
+    /// Recomputes the per-resource gauges from the watched objects (called before each scrape):
+    /// VbsBackups by backup status, and the last sync time of those that still exist.
+    pub fn refresh_from<'a>(&self, objects: impl IntoIterator<Item = &'a VbsBackup>) {
+        let mut alive = HashSet::new();
+        self.backups.clear();
+        for obj in objects {
+            let state = obj
+                .status
+                .as_ref()
+                .and_then(|s| s.backup_status.clone())
+                .unwrap_or_else(|| "none".into());
+            self.backups
+                .get_or_create(&BackupStatusLabels { backup_status: state })
+                .inc();
+            alive.insert(ResourceLabels {
+                namespace: obj.namespace().unwrap_or_default(),
+                name: obj.name_any(),
+            });
+        }
+        let mut times = self
+            .last_sync_times
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        times.retain(|labels, _| alive.contains(labels));
+        self.last_sync.clear();
+        for (labels, t) in times.iter() {
+            self.last_sync.get_or_create(labels).set(*t);
+        }
+    }
+
+    /// The registry in the OpenMetrics text format.
+    pub fn encode(&self) -> Result<String, std::fmt::Error> {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
+        Ok(out)
+    }
+}
+
+impl ApiObserver for Metrics {
+    fn request_finished(&self, operation: Operation, status: Option<u16>, elapsed: Duration) {
+        let op = operation.as_str().to_string();
+        let code = status.map_or_else(|| "none".to_string(), |s| s.to_string());
+        self.cloud_requests
+            .get_or_create(&RequestLabels {
+                operation: op.clone(),
+                code,
+            })
+            .inc();
+        self.cloud_request_duration
+            .get_or_create(&OperationLabels { operation: op })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    fn token_fetched(&self) {
+        self.token_refreshes.inc();
+    }
+}

@@ -1,0 +1,271 @@
+//! Running the operator: metrics and health endpoints, JSON logs, several namespaces, leader
+//! election, and the GitOps conventions (kubectl wait, server-side apply without drift).
+
+use crate::harness::*;
+use serde_json::json;
+
+async fn get(url: &str) -> (u16, String) {
+    match reqwest::get(url).await {
+        Ok(r) => (r.status().as_u16(), r.text().await.unwrap_or_default()),
+        Err(_) => (0, String::new()),
+    }
+}
+
+#[tokio::test]
+async fn metrics_health_and_json_logs() {
+    let mut env = TestEnv::new("metrics").await;
+    env.sim
+        .put_backup(REFERENCE_ID, json!({"status": "available"}))
+        .await;
+    env.create_secret(&env.sim.clouds_yaml(PASSWORD, "")).await;
+    env.start_operator(OperatorOptions {
+        extra_args: vec!["--log-format".into(), "json".into()],
+        ..Default::default()
+    });
+    env.create_backup("scraped", REFERENCE_ID, "pw").await;
+    env.create_backup("ghost", "00000000-0000-4000-8000-000000000000", "pw")
+        .await;
+    env.wait_status("scraped", "Ready=True", |s| is(s, "Ready", ("True", "Available")))
+        .await;
+    env.wait_status("ghost", "BackupNotFound", |s| {
+        is(s, "Synced", ("False", "BackupNotFound"))
+    })
+    .await;
+
+    let base = env.operator.as_ref().expect("operator").http_url.clone();
+    assert_eq!(get(&format!("{base}/healthz")).await.0, 200);
+    eventually("/readyz answers 200", || async {
+        get(&format!("{base}/readyz")).await.0 == 200
+    })
+    .await;
+    let (code, body) = get(&format!("{base}/metrics")).await;
+    assert_eq!(code, 200);
+    for needle in [
+        "vbs_reconciles_total ",
+        "vbs_reconcile_failures_total{reason=\"BackupNotFound\"}",
+        "vbs_reconcile_duration_seconds_bucket{le=",
+        "vbs_cloud_requests_total{operation=\"show_backup\",code=\"200\"}",
+        "vbs_cloud_requests_total{operation=\"show_backup\",code=\"404\"}",
+        "vbs_cloud_requests_total{operation=\"authenticate\",code=\"201\"}",
+        "vbs_cloud_request_duration_seconds_bucket{le=",
+        "vbs_token_refreshes_total 1",
+        "vbs_backups{backup_status=\"available\"} 1",
+        "vbs_backups{backup_status=\"none\"} 1",
+        "# EOF",
+    ] {
+        assert!(body.contains(needle), "/metrics lacks {needle:?}:\n{body}");
+    }
+    let sync_line = format!(
+        "vbs_last_successful_sync_timestamp_seconds{{namespace=\"{}\",name=\"scraped\"}}",
+        env.ns
+    );
+    assert!(body.contains(&sync_line), "{body}");
+
+    // Deleted resources leave the per-resource series.
+    env.backups()
+        .delete("scraped", &Default::default())
+        .await
+        .expect("delete");
+    eventually("the deleted VbsBackup's series to go", || async {
+        !get(&format!("{base}/metrics")).await.1.contains(&sync_line)
+    })
+    .await;
+
+    // JSON logs: one object per line, the resource and backup ID on reconcile lines.
+    let log = env.operator.as_ref().expect("operator").log_text();
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let updates: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|l| l["message"] == "status updated")
+        .collect();
+    assert!(updates.len() >= 2, "{log}");
+    for line in &updates {
+        assert!(
+            line["span"]["vbsbackup"].is_string() && line["span"]["backup_id"].is_string(),
+            "{line}"
+        );
+    }
+    assert!(
+        updates
+            .iter()
+            .any(|l| l["span"]["vbsbackup"] == "scraped" && l["span"]["backup_id"] == REFERENCE_ID),
+        "{log}"
+    );
+}
+
+#[tokio::test]
+async fn watches_only_the_given_namespaces() {
+    let mut env = TestEnv::new("scope").await;
+    env.sim
+        .put_backup(REFERENCE_ID, json!({"status": "available"}))
+        .await;
+    let other = env.extra_namespace("scope-b").await;
+    let ignored = env.extra_namespace("scope-c").await;
+    let ignored_id = "0c7e5a9b-1111-4222-8333-944455556666";
+    env.sim
+        .put_backup(ignored_id, json!({"status": "available"}))
+        .await;
+    let clouds = env.sim.clouds_yaml(PASSWORD, "");
+    for (ns, id) in [
+        (&env.ns, REFERENCE_ID),
+        (&other, REFERENCE_ID),
+        (&ignored, ignored_id),
+    ] {
+        env.create_secret_in(ns, &clouds).await;
+        env.create_backup_in(ns, "bk", id, "pw").await;
+    }
+    env.start_operator(OperatorOptions {
+        namespaces: vec![env.ns.clone(), other.clone()],
+        ..Default::default()
+    });
+    for ns in [&env.ns, &other] {
+        env.wait_status_in(ns, "bk", "Ready=True", |s| is(s, "Ready", ("True", "Available")))
+            .await;
+    }
+    // Both watched namespaces are done; the third was never looked at.
+    assert!(
+        env.backup_in(&ignored, "bk").await.status.is_none(),
+        "{ignored} is not watched"
+    );
+    assert_eq!(
+        env.sim.shows_of(ignored_id).await,
+        0,
+        "the unwatched namespace's backup was queried"
+    );
+}
+
+#[tokio::test]
+async fn one_leader_at_a_time_and_failover() {
+    let env = TestEnv::new("leader").await;
+    env.sim
+        .put_backup(REFERENCE_ID, json!({"status": "available"}))
+        .await;
+    env.create_secret(&env.sim.clouds_yaml(PASSWORD, "")).await;
+    let elect = || OperatorOptions {
+        extra_args: ["--leader-election", "--leader-election-namespace", &env.ns]
+            .map(String::from)
+            .to_vec(),
+        ..Default::default()
+    };
+    let mut first = env.spawn_operator(elect());
+    env.create_backup("one", REFERENCE_ID, "pw").await;
+    env.wait_status("one", "Ready=True", |s| is(s, "Ready", ("True", "Available")))
+        .await;
+    let second = env.spawn_operator(elect());
+    eventually("the standby to report ready", || async {
+        get(&format!("{}/readyz", second.http_url)).await.0 == 200
+    })
+    .await;
+    assert!(
+        second.log_text().contains("waiting for the leader lease"),
+        "{}",
+        second.log_text()
+    );
+    assert!(
+        !second.log_text().contains("acquired the leader lease"),
+        "two leaders: {}",
+        second.log_text()
+    );
+
+    // The leader dies without releasing the lease; the standby takes over once it expires.
+    first.child.kill().await.expect("kill leader");
+    env.create_backup("two", REFERENCE_ID, "pw").await;
+    env.wait_status("two", "Ready=True from the new leader", |s| {
+        is(s, "Ready", ("True", "Available"))
+    })
+    .await;
+    assert!(second.log_text().contains("acquired the leader lease"));
+}
+
+#[tokio::test]
+async fn gitops_conventions() {
+    let mut env = TestEnv::new("gitops").await;
+    env.sim
+        .put_backup(REFERENCE_ID, json!({"status": "creating"}))
+        .await;
+    env.create_secret(&env.sim.clouds_yaml(PASSWORD, "")).await;
+    env.start_operator(OperatorOptions::default());
+    let manifest = format!(
+        "apiVersion: vbs.io/v1alpha1\nkind: VbsBackup\nmetadata:\n  name: managed\n  namespace: {}\nspec:\n  backupId: {REFERENCE_ID}\n  cloudRef:\n    secretName: {SECRET}\n    cloud: pw\n  pollInterval: 30m\n",
+        env.ns
+    );
+    let path = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{}.yaml", env.ns));
+    std::fs::write(&path, &manifest).expect("write manifest");
+    let path = path.to_string_lossy().to_string();
+    kubectl(&["apply", "--server-side", "-f", &path]).expect("first apply");
+    let obj = env
+        .wait_status("managed", "Reconciling=True", |s| {
+            is(s, "Reconciling", ("True", "Creating"))
+        })
+        .await;
+    assert!(
+        obj.status
+            .as_ref()
+            .is_some_and(|s| condition(s, "Stalled").is_none())
+    );
+
+    // Re-applying the same manifest changes nothing: the operator owns only .status.
+    let version = env
+        .backups()
+        .get("managed")
+        .await
+        .expect("get")
+        .metadata
+        .resource_version;
+    kubectl(&["apply", "--server-side", "-f", &path]).expect("second apply");
+    kubectl(&["diff", "--server-side", "-f", &path]).expect("no diff after apply");
+    assert_eq!(
+        env.backups()
+            .get("managed")
+            .await
+            .expect("get")
+            .metadata
+            .resource_version,
+        version
+    );
+
+    env.sim
+        .patch_backup(REFERENCE_ID, json!({"status": "available"}))
+        .await;
+    kubectl(&[
+        "wait",
+        "--for=condition=Ready",
+        "--timeout=30s",
+        "-n",
+        &env.ns,
+        "vbsbackup/managed",
+    ])
+    .expect("kubectl wait");
+    let s = env
+        .backups()
+        .get("managed")
+        .await
+        .expect("get")
+        .status
+        .expect("status");
+    assert!(
+        condition(&s, "Reconciling").is_none() && condition(&s, "Stalled").is_none(),
+        "{:?}",
+        s.conditions
+    );
+}
+
+fn kubectl(args: &[&str]) -> Result<String, String> {
+    let out = std::process::Command::new("kubectl")
+        .args(args)
+        .env("KUBECONFIG", kubeconfig())
+        .output()
+        .map_err(|e| e.to_string())?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(format!(
+            "kubectl {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
