@@ -22,6 +22,8 @@ pub fn is_transitional(status: &str) -> bool {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailureReason {
     SecretNotFound,
+    /// The operator's service account may not read the Secret (RBAC).
+    SecretForbidden,
     InvalidCloudConfig,
     AuthenticationFailed,
     BackupNotFound,
@@ -32,6 +34,7 @@ impl FailureReason {
     pub fn as_str(self) -> &'static str {
         match self {
             FailureReason::SecretNotFound => "SecretNotFound",
+            FailureReason::SecretForbidden => "SecretForbidden",
             FailureReason::InvalidCloudConfig => "InvalidCloudConfig",
             FailureReason::AuthenticationFailed => "AuthenticationFailed",
             FailureReason::BackupNotFound => "BackupNotFound",

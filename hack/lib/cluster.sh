@@ -11,6 +11,8 @@
 #
 # The processes are background children of the shell that calls cluster_start: on this machine
 # orphaned processes are never reaped, so whoever starts them must also stop and `wait` for them.
+# So call cluster_start and cluster_stop from the same shell, not from a `( ... )` or `$( ... )`
+# subshell that exits in between.
 # Errors are checked explicitly (not left to `set -e`) because `set -e` is off inside a function
 # that is called as `cluster_start DIR || ...`.
 

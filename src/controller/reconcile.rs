@@ -138,14 +138,27 @@ async fn observe(
     let fail = |reason, message: String| Ok((SyncOutcome::Failed(SyncFailure { reason, message }), None));
 
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
-    let secret = secrets
-        .get_opt(secret_name)
-        .await
-        .map_err(|source| Error::ReadSecret {
-            namespace: namespace.to_string(),
-            name: secret_name.clone(),
-            source,
-        })?;
+    let secret = match secrets.get_opt(secret_name).await {
+        Ok(secret) => secret,
+        // Missing RBAC is a state for the user to see on the resource, not a crash loop.
+        Err(kube::Error::Api(status)) if status.code == 403 => {
+            return fail(
+                FailureReason::SecretForbidden,
+                format!(
+                    "the operator may not read Secret {namespace}/{secret_name} ({}): grant it get, list and \
+                     watch on secrets in this namespace",
+                    status.message
+                ),
+            );
+        }
+        Err(source) => {
+            return Err(Error::ReadSecret {
+                namespace: namespace.to_string(),
+                name: secret_name.clone(),
+                source,
+            });
+        }
+    };
     let Some(secret) = secret else {
         return fail(
             FailureReason::SecretNotFound,

@@ -189,6 +189,7 @@ mod tests {
         let p = PollPolicy::default();
         for r in [
             FailureReason::SecretNotFound,
+            FailureReason::SecretForbidden,
             FailureReason::InvalidCloudConfig,
             FailureReason::BackupNotFound,
         ] {
