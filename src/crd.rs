@@ -172,6 +172,22 @@ mod tests {
     }
 
     #[test]
+    fn helm_chart_carries_the_same_crd_and_version() {
+        let generated = crate::crd_yaml().expect("CRD serializes");
+        let in_chart = include_str!("../charts/vbs-operator/crds/vbsbackup.yaml");
+        assert!(
+            generated == in_chart,
+            "charts/vbs-operator/crds/vbsbackup.yaml is stale: cp crds/vbsbackup.yaml charts/vbs-operator/crds/"
+        );
+        let chart = include_str!("../charts/vbs-operator/Chart.yaml");
+        let app_version = format!("appVersion: \"{}\"", env!("CARGO_PKG_VERSION"));
+        assert!(
+            chart.lines().any(|l| l == app_version),
+            "Chart.yaml must say {app_version}"
+        );
+    }
+
+    #[test]
     fn crd_names_and_scope() {
         let crd = VbsBackup::crd();
         assert_eq!(crd.metadata.name.as_deref(), Some("vbsbackups.vbs.io"));

@@ -12,8 +12,8 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use kube::runtime::controller::{self, Controller};
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 use tokio::sync::Semaphore;
 
@@ -22,6 +22,10 @@ use crate::crd::VbsBackup;
 use crate::metrics::Metrics;
 pub use reconcile::{Error, FIELD_MANAGER};
 pub use requeue::PollPolicy;
+
+/// How long reconciles in flight may take to finish after a shutdown signal (Kubernetes gives a
+/// pod 30 s by default before it kills it).
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// How the controller runs.
 #[derive(Debug, Clone)]
@@ -138,30 +142,38 @@ async fn run_scope(
     watched: Arc<Watched>,
     pending: Arc<AtomicUsize>,
     concurrency: u16,
-    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+    shutdown: impl Future<Output = ()> + Clone + Send + Sync + 'static,
 ) {
-    let controller = Controller::new(backups, watcher::Config::default().any_semantic());
-    let store = controller.store();
-    watched.add(store.clone());
-    tokio::spawn({
-        let store = store.clone();
-        async move {
-            // Store::wait_until_ready can miss its wake-up (seen with kube-runtime 5.0), so it
-            // is re-polled on a short timer rather than awaited once.
-            loop {
-                match tokio::time::timeout(Duration::from_millis(250), store.wait_until_ready()).await {
-                    Ok(Ok(())) => break,
-                    Ok(Err(_)) => return, // the controller is gone
-                    Err(_) => {}
-                }
-            }
-            if pending.fetch_sub(1, Ordering::AcqRel) == 1 {
-                watched.set_ready(true);
+    // The VbsBackup watch is built here rather than by Controller::new so that readiness can be
+    // read off the watch events themselves. (Waiting on Store::wait_until_ready from a second
+    // task would steal the controller's own wake-up: the store's readiness future wakes only its
+    // latest poller, and a controller that misses it can hang at shutdown.)
+    let (store, writer) = reflector::store();
+    let mut pending_list = Some(pending);
+    let readiness = watched.clone();
+    let triggers = watcher(backups, watcher::Config::default().any_semantic())
+        .default_backoff()
+        .reflect(writer)
+        .inspect(move |event| {
+            if let Ok(watcher::Event::InitDone) = event
+                && let Some(pending) = pending_list.take()
+                && pending.fetch_sub(1, Ordering::AcqRel) == 1
+            {
+                readiness.set_ready(true);
                 tracing::info!("watches synced; ready");
             }
+        })
+        .applied_objects();
+    watched.add(store.clone());
+    let controller = Controller::for_stream(triggers, store.clone());
+    let grace_deadline = {
+        let shutdown = shutdown.clone();
+        async move {
+            shutdown.await;
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
         }
-    });
-    controller
+    };
+    let running = controller
         .with_config(controller::Config::default().concurrency(concurrency))
         // A Secret created or changed re-triggers the VbsBackups that name it. Only metadata of the
         // event is used; Secret data is never cached.
@@ -191,6 +203,11 @@ async fn run_scope(
                 ),
                 Err(e) => tracing::warn!(error = %e, "controller error"),
             }
-        })
-        .await;
+        });
+    // A kube-runtime controller whose first list never succeeded (no CRD, no RBAC) does not finish
+    // a graceful shutdown; in-flight reconciles get SHUTDOWN_GRACE, then the controller is dropped.
+    tokio::select! {
+        _ = running => {}
+        _ = grace_deadline => tracing::warn!("controller did not stop within {SHUTDOWN_GRACE:?}; stopping it"),
+    }
 }

@@ -203,6 +203,10 @@ pub struct OperatorOptions {
     pub extra_args: Vec<String>,
     /// Run as another identity (e.g. a service account token); the admin kubeconfig when unset.
     pub kubeconfig: Option<PathBuf>,
+    /// Exactly these arguments after `run` (plus `--listen-addr` and `namespaces`), instead of the
+    /// test defaults: for running the operator as a Helm chart's Deployment would.
+    pub exact_args: Option<Vec<String>>,
+    pub env: Vec<(String, String)>,
 }
 
 /// A `vbs-operator run` limited to one namespace; its log goes to a file, printed if the test fails.
@@ -216,6 +220,26 @@ pub struct OperatorProcess {
 impl OperatorProcess {
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Sends SIGTERM, as the kubelet does, and returns the exit status; fails the test if the
+    /// process is still running after `within`.
+    pub async fn terminate(&mut self, within: Duration) -> std::process::ExitStatus {
+        let pid = self.child.id().expect("operator still running").to_string();
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "kill -TERM {pid}");
+        tokio::time::timeout(within, self.child.wait())
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "the operator ignored SIGTERM for {within:?}:\n{}",
+                    self.log_text()
+                )
+            })
+            .expect("wait for operator")
     }
 }
 
@@ -267,32 +291,42 @@ impl TestEnv {
         let log = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("operator-{}-{port}.log", self.ns));
         let file = std::fs::File::create(&log).expect("operator log file");
         let err = file.try_clone().expect("clone log handle");
-        let namespaces = if opts.namespaces.is_empty() {
-            vec![self.ns.clone()]
-        } else {
-            opts.namespaces
-        };
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_vbs-operator"));
-        cmd.args(["run", "--log-level", "info,vbs_operator=debug"]);
+        cmd.arg("run");
+        let namespaces = match &opts.exact_args {
+            Some(args) => {
+                cmd.args(args);
+                opts.namespaces
+            }
+            None => {
+                cmd.args(["--log-level", "info,vbs_operator=debug"])
+                    .args([
+                        "--poll-interval",
+                        opts.poll_interval.unwrap_or("1h"),
+                        "--fast-poll-interval",
+                        "1s",
+                    ])
+                    .args([
+                        "--initial-backoff",
+                        "200ms",
+                        "--max-backoff",
+                        "2s",
+                        "--cloud-timeout",
+                        "5s",
+                    ])
+                    .args(&opts.extra_args);
+                if opts.namespaces.is_empty() {
+                    vec![self.ns.clone()]
+                } else {
+                    opts.namespaces
+                }
+            }
+        };
         for ns in &namespaces {
-            cmd.args(["--namespace", ns]);
+            cmd.arg(format!("--namespace={ns}"));
         }
-        cmd.args(["--listen-addr", &format!("127.0.0.1:{port}")])
-            .args([
-                "--poll-interval",
-                opts.poll_interval.unwrap_or("1h"),
-                "--fast-poll-interval",
-                "1s",
-            ])
-            .args([
-                "--initial-backoff",
-                "200ms",
-                "--max-backoff",
-                "2s",
-                "--cloud-timeout",
-                "5s",
-            ])
-            .args(&opts.extra_args)
+        cmd.arg(format!("--listen-addr=127.0.0.1:{port}"))
+            .envs(opts.env)
             .env("KUBECONFIG", opts.kubeconfig.unwrap_or_else(kubeconfig))
             .env_remove("RUST_LOG")
             .stdout(file)

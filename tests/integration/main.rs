@@ -4,6 +4,7 @@
 mod harness;
 
 mod auth;
+mod chart;
 mod cli;
 mod faults;
 mod lifecycle;

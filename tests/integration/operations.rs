@@ -94,6 +94,11 @@ async fn metrics_health_and_json_logs() {
             .any(|l| l["span"]["vbsbackup"] == "scraped" && l["span"]["backup_id"] == REFERENCE_ID),
         "{log}"
     );
+
+    // SIGTERM stops it cleanly and quickly.
+    let operator = env.operator.as_mut().expect("operator");
+    let status = operator.terminate(std::time::Duration::from_secs(5)).await;
+    assert!(status.success(), "{status:?}");
 }
 
 #[tokio::test]
