@@ -7,5 +7,5 @@ mod auth;
 mod server;
 mod state;
 
-pub use server::{router, serve};
+pub use server::{router, serve, serve_tls};
 pub use state::{ErrorStyle, Fault, FaultTarget, Seed, SeedKey, SeedUser, Sim};

@@ -40,9 +40,34 @@ pub fn router(sim: Arc<Sim>) -> Router {
         .with_state(sim)
 }
 
-/// Serves until the listener fails.
+/// Serves plain HTTP until the listener fails.
 pub async fn serve(listener: tokio::net::TcpListener, sim: Arc<Sim>) -> std::io::Result<()> {
     axum::serve(listener, router(sim)).await
+}
+
+/// Serves HTTPS (HTTP/1.1) until the listener fails, for tests of private CAs (`cacert`).
+pub async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    sim: Arc<Sim>,
+    tls: Arc<rustls::ServerConfig>,
+) -> std::io::Result<()> {
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let app = router(sim);
+    loop {
+        let (tcp, _) = listener.accept().await?;
+        let (acceptor, app) = (acceptor.clone(), app.clone());
+        tokio::spawn(async move {
+            // A client that refuses our certificate ends its handshake here; nothing to report.
+            let Ok(stream) = acceptor.accept(tcp).await else {
+                return;
+            };
+            let service = hyper_util::service::TowerToHyperService::new(app);
+            let io = hyper_util::rt::TokioIo::new(stream);
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(io, service)
+                .await;
+        });
+    }
 }
 
 fn request_id() -> String {
@@ -357,5 +382,187 @@ async fn delete_backup(
         StatusCode::NO_CONTENT
     } else {
         StatusCode::NOT_FOUND
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cloud::signer::{self, SignableRequest};
+    use crate::sim::{Seed, SeedKey, SeedUser};
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    const P: &str = "p1";
+
+    fn sim() -> Arc<Sim> {
+        let seed = Seed {
+            users: vec![SeedUser {
+                name: "u".into(),
+                id: None,
+                password: "pw".into(),
+                domain: "D".into(),
+                project_id: P.into(),
+                project_name: None,
+            }],
+            access_keys: vec![SeedKey {
+                ak: "AK".into(),
+                sk: "SK".into(),
+            }],
+            backups: (1..=5)
+                .map(|i| {
+                    let mut m = Map::new();
+                    m.insert("project_id".into(), json!(P));
+                    m.insert("id".into(), json!(format!("b{i}")));
+                    m
+                })
+                .collect(),
+            ..Seed::default()
+        };
+        Arc::new(Sim::new(seed, "http://sim".into()))
+    }
+
+    async fn call(sim: &Arc<Sim>, req: Request<Body>) -> (StatusCode, Value) {
+        let resp = router(sim.clone()).oneshot(req).await.expect("infallible");
+        let status = resp.status();
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .expect("body");
+        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    }
+
+    async fn token(sim: &Arc<Sim>) -> String {
+        let body = json!({"auth": {"identity": {"methods": ["password"], "password": {"user": {"name": "u", "domain": {"name": "D"}, "password": "pw"}}}, "scope": {"project": {"id": P}}}});
+        let req = Request::post("/v3/auth/tokens")
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_string()))
+            .expect("request");
+        let resp = router(sim.clone()).oneshot(req).await.expect("infallible");
+        assert_eq!(resp.status(), StatusCode::CREATED);
+        resp.headers()["x-subject-token"]
+            .to_str()
+            .expect("ascii")
+            .to_string()
+    }
+
+    fn get(uri: &str, token: &str) -> Request<Body> {
+        Request::get(uri)
+            .header("x-auth-token", token)
+            .body(Body::empty())
+            .expect("request")
+    }
+
+    #[tokio::test]
+    async fn list_pages_with_limit_and_marker() {
+        let sim = sim();
+        let t = token(&sim).await;
+        let (status, page) = call(&sim, get(&format!("/v3/{P}/native/backups/detail?limit=2"), &t)).await;
+        assert_eq!(status, StatusCode::OK);
+        let ids: Vec<&str> = page["backups"]
+            .as_array()
+            .expect("list")
+            .iter()
+            .filter_map(|b| b["id"].as_str())
+            .collect();
+        assert_eq!(ids, ["b1", "b2"]);
+        assert_eq!(page["backups_links"][0]["rel"], "next");
+        assert!(
+            page["backups_links"][0]["href"]
+                .as_str()
+                .expect("href")
+                .ends_with("?limit=2&marker=b2")
+        );
+        let (_, last) = call(
+            &sim,
+            get(&format!("/v3/{P}/backups/detail?limit=2&marker=b4"), &t),
+        )
+        .await;
+        assert_eq!(last["backups"].as_array().map(Vec::len), Some(1));
+        assert!(
+            last.get("backups_links").is_none(),
+            "no next link on the last page"
+        );
+        let (status, err) = call(&sim, get(&format!("/v3/{P}/backups/detail?marker=nope"), &t)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(
+            err["badRequest"]["message"]
+                .as_str()
+                .expect("message")
+                .contains("marker")
+        );
+    }
+
+    #[tokio::test]
+    async fn tokens_are_checked_and_scoped() {
+        let sim = sim();
+        let (status, body) = call(&sim, get(&format!("/v3/{P}/native/backups/b1"), "bogus")).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert_eq!(body["error"]["title"], "Unauthorized");
+        let t = token(&sim).await;
+        let (status, _) = call(&sim, get("/v3/other-project/native/backups/b1", &t)).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        let (status, body) = call(&sim, get(&format!("/v2/{P}/backups/b1"), &t)).await;
+        assert_eq!(
+            (status, body["backup"]["id"].as_str()),
+            (StatusCode::OK, Some("b1"))
+        );
+        let (status, body) = call(&sim, get(&format!("/v3/{P}/backups/missing"), &t)).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_eq!(body["itemNotFound"]["code"], 404);
+    }
+
+    #[tokio::test]
+    async fn aksk_signatures_are_verified() {
+        let sim = sim();
+        let path = format!("/v3/{P}/native/backups/b1");
+        let date = Timestamp::now().strftime(signer::DATE_FORMAT).to_string();
+        let headers = vec![
+            ("host".to_string(), "sim".to_string()),
+            ("x-sdk-date".to_string(), date.clone()),
+        ];
+        let signable = SignableRequest {
+            method: "GET",
+            path: &path,
+            query: &[],
+            headers: &headers,
+            body: b"",
+        };
+        let signed = |sk: &str| {
+            Request::get(path.as_str())
+                .header("host", "sim")
+                .header("x-sdk-date", &date)
+                .header("authorization", signer::sign(&signable, "AK", sk, &date))
+                .body(Body::empty())
+                .expect("request")
+        };
+        let (status, _) = call(&sim, signed("SK")).await;
+        assert_eq!(status, StatusCode::OK);
+        let (status, body) = call(&sim, signed("wrong")).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert_eq!(body["error_code"], "APIGW.0301");
+    }
+
+    #[tokio::test]
+    async fn faults_answer_in_the_chosen_style_and_run_out() {
+        let sim = sim();
+        let t = token(&sim).await;
+        let fault = Fault {
+            target: FaultTarget::Show,
+            status: Some(429),
+            style: ErrorStyle::Apigw,
+            retry_after: Some("7".into()),
+            times: Some(1),
+            ..Fault::default()
+        };
+        sim.world().faults.push(fault);
+        let resp = router(sim.clone())
+            .oneshot(get(&format!("/v3/{P}/native/backups/b1"), &t))
+            .await
+            .expect("infallible");
+        assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(resp.headers()["retry-after"], "7");
+        let (status, _) = call(&sim, get(&format!("/v3/{P}/native/backups/b1"), &t)).await;
+        assert_eq!(status, StatusCode::OK, "the fault applied once");
     }
 }

@@ -99,3 +99,42 @@ async fn revoked_token_is_renewed_once() {
         "exactly one new token after the 401"
     );
 }
+
+#[tokio::test]
+async fn private_ca_is_trusted_through_cacert() {
+    let mut env = TestEnv::with_sim("tls", SimProcess::start_tls(SimProcess::seed()).await).await;
+    env.sim
+        .put_backup(REFERENCE_ID, json!({"status": "available"}))
+        .await;
+    assert!(env.sim.url.starts_with("https://"), "{}", env.sim.url);
+    let ca = env.sim.ca_pem.clone().expect("CA");
+    let indented: String = ca.lines().map(|l| format!("      {l}\n")).collect();
+    let auth = format!(
+        "    auth:\n      auth_url: {}/v3\n      username: {USER}\n      password: {PASSWORD}\n      user_domain_name: {DOMAIN}\n      project_id: {PROJECT}\n    region_name: eu-de\n",
+        env.sim.url
+    );
+    env.create_secret(&format!(
+        "clouds:\n  trusted:\n{auth}    cacert: |\n{indented}  untrusted:\n{auth}"
+    ))
+    .await;
+    env.start_operator(OperatorOptions::default());
+    env.create_backup("trusted", REFERENCE_ID, "trusted").await;
+    env.create_backup("untrusted", REFERENCE_ID, "untrusted").await;
+    env.wait_status("trusted", "Ready=True over TLS", |s| {
+        is(s, "Ready", ("True", "Available"))
+    })
+    .await;
+    let obj = env
+        .wait_status("untrusted", "Synced=False ApiError", |s| {
+            is(s, "Synced", ("False", "ApiError"))
+        })
+        .await;
+    let msg = condition(obj.status.as_ref().expect("status"), "Synced")
+        .expect("Synced")
+        .message
+        .clone();
+    assert!(
+        msg.contains("could not reach the cloud") && msg.to_lowercase().contains("certificate"),
+        "{msg}"
+    );
+}

@@ -82,16 +82,33 @@ pub struct SimProcess {
     _child: Child,
     pub url: String,
     http: reqwest::Client,
+    /// The CA certificate (PEM) the simulator's HTTPS certificate is signed with, when it serves TLS.
+    pub ca_pem: Option<String>,
 }
 
 impl SimProcess {
     pub async fn start(seed: Value) -> Self {
+        Self::spawn(seed, false).await
+    }
+
+    /// A simulator serving HTTPS with a certificate from a throwaway private CA.
+    pub async fn start_tls(seed: Value) -> Self {
+        Self::spawn(seed, true).await
+    }
+
+    async fn spawn(seed: Value, tls: bool) -> Self {
+        vbs_operator::install_crypto_provider();
         let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
         let seed_path = dir.path().join("seed.json");
         std::fs::write(&seed_path, seed.to_string()).expect("write seed");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_vbs-sim"))
-            .args(["--listen", "127.0.0.1:0", "--seed"])
-            .arg(&seed_path)
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_vbs-sim"));
+        cmd.args(["--listen", "127.0.0.1:0", "--seed"]).arg(&seed_path);
+        let ca_pem = tls.then(|| {
+            let (ca, cert, key) = make_certificates(dir.path());
+            cmd.arg("--tls-cert").arg(cert).arg("--tls-key").arg(key);
+            ca
+        });
+        let mut child = cmd
             .stdout(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
@@ -103,10 +120,16 @@ impl SimProcess {
             .expect("vbs-sim announces its address in time")
             .expect("read vbs-sim stdout");
         let url = line.trim().rsplit(' ').next().expect("url").to_string();
+        let mut http = reqwest::Client::builder();
+        if let Some(pem) = &ca_pem {
+            http =
+                http.tls_certs_only(reqwest::Certificate::from_pem_bundle(pem.as_bytes()).expect("CA pem"));
+        }
         SimProcess {
             _child: child,
             url,
-            http: reqwest::Client::new(),
+            http: http.build().expect("http client"),
+            ca_pem,
         }
     }
 
@@ -269,10 +292,13 @@ impl TestEnv {
     }
 
     pub async fn with_seed(name: &str, seed: Value) -> Self {
+        Self::with_sim(name, SimProcess::start(seed).await).await
+    }
+
+    pub async fn with_sim(name: &str, sim: SimProcess) -> Self {
         let client = client().await;
         ensure_crd(&client).await;
         let ns = create_namespace(&client, name).await;
-        let sim = SimProcess::start(seed).await;
         TestEnv {
             client,
             ns,
@@ -523,6 +549,70 @@ async fn create_namespace(client: &Client, prefix: &str) -> String {
         .await
         .expect("create namespace");
     ns
+}
+
+/// A private CA and a server certificate for 127.0.0.1 signed by it, made with openssl.
+/// Returns (CA certificate PEM, certificate path, key path).
+fn make_certificates(dir: &std::path::Path) -> (String, PathBuf, PathBuf) {
+    let openssl = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("run openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=vbs-test-ca",
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "tls.key",
+        "-out",
+        "tls.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").expect("write san.ext");
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "tls.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "tls.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+    ]);
+    let ca = std::fs::read_to_string(dir.join("ca.pem")).expect("read ca.pem");
+    (ca, dir.join("tls.pem"), dir.join("tls.key"))
 }
 
 /// A loopback port that was free a moment ago.
