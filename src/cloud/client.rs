@@ -118,24 +118,14 @@ impl VbsClient {
         }
         let parsed = parse_error_body(&body);
         let detail = describe(parsed.as_ref());
-        Err(match status {
-            StatusCode::NOT_FOUND if parsed.is_some() => CloudError::NotFound {
+        match status {
+            StatusCode::NOT_FOUND if parsed.is_some() => Err(CloudError::NotFound {
                 backup_id: backup_id.to_string(),
                 project_id,
                 detail,
-            },
-            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => CloudError::Authentication {
-                operation: op,
-                status: status.as_u16(),
-                detail,
-            },
-            _ => CloudError::Api {
-                operation: op,
-                status: status.as_u16(),
-                detail,
-                retry_after,
-            },
-        })
+            }),
+            _ => Err(http_error(op, status, detail, retry_after)),
+        }
     }
 
     fn http_for(&self, cloud: &CloudProfile) -> Result<reqwest::Client, CloudError> {
@@ -203,21 +193,15 @@ impl VbsClient {
         let body = self.read_body(op, resp).await?;
         if !status.is_success() {
             let detail = describe(parse_error_body(&body).as_ref());
-            return Err(match status {
-                StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN | StatusCode::BAD_REQUEST => {
-                    CloudError::Authentication {
-                        operation: op,
-                        status: status.as_u16(),
-                        detail,
-                    }
-                }
-                _ => CloudError::Api {
+            // Keystone answers 400 to an auth request it cannot use (e.g. a user without domain).
+            if status == StatusCode::BAD_REQUEST {
+                return Err(CloudError::Authentication {
                     operation: op,
-                    status: status.as_u16(),
+                    status: 400,
                     detail,
-                    retry_after,
-                },
-            });
+                });
+            }
+            return Err(http_error(op, status, detail, retry_after));
         }
         let token = token.ok_or_else(|| CloudError::Decode {
             operation: op,
@@ -278,6 +262,28 @@ impl VbsClient {
             operation,
             detail: error_chain(&e.without_url()),
         }
+    }
+}
+
+/// A non-success answer: refused credentials, or any other API error.
+fn http_error(
+    operation: Operation,
+    status: StatusCode,
+    detail: String,
+    retry_after: Option<Duration>,
+) -> CloudError {
+    match status {
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => CloudError::Authentication {
+            operation,
+            status: status.as_u16(),
+            detail,
+        },
+        _ => CloudError::Api {
+            operation,
+            status: status.as_u16(),
+            detail,
+            retry_after,
+        },
     }
 }
 
