@@ -64,6 +64,10 @@ struct RunArgs {
     /// Name of the leader-election Lease.
     #[arg(long, env = "VBS_LEADER_ELECTION_LEASE_NAME", default_value = "vbs-operator")]
     leader_election_lease_name: String,
+    /// How long the Lease stays valid without renewal: a standby takes over this long after the
+    /// leader died at the latest. The holder renews a third of it before expiry.
+    #[arg(long, env = "VBS_LEADER_ELECTION_LEASE_DURATION", default_value = "15s", value_parser = humantime::parse_duration)]
+    leader_election_lease_duration: Duration,
     /// Log format.
     #[arg(long, env = "VBS_LOG_FORMAT", value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -190,8 +194,8 @@ async fn run_operator(args: RunArgs) -> Result<(), MainError> {
             namespace: args.leader_election_namespace,
             name: args.leader_election_lease_name,
             identity: leader::default_identity(),
-            duration_secs: 15,
-            grace_secs: 5,
+            duration_secs: args.leader_election_lease_duration.as_secs().max(3),
+            grace_secs: (args.leader_election_lease_duration.as_secs() / 3).max(1),
         };
         let leadership = leader::start(client.clone(), &lease).await?;
         let mut is_leader = leadership.is_leader.clone();

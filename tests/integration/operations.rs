@@ -150,9 +150,16 @@ async fn one_leader_at_a_time_and_failover() {
         .await;
     env.create_secret(&env.sim.clouds_yaml(PASSWORD, "")).await;
     let elect = || OperatorOptions {
-        extra_args: ["--leader-election", "--leader-election-namespace", &env.ns]
-            .map(String::from)
-            .to_vec(),
+        // A short lease, so that failover fits the test's deadline on a loaded machine.
+        extra_args: [
+            "--leader-election",
+            "--leader-election-namespace",
+            &env.ns,
+            "--leader-election-lease-duration",
+            "4s",
+        ]
+        .map(String::from)
+        .to_vec(),
         ..Default::default()
     };
     let mut first = env.spawn_operator(elect());
