@@ -60,6 +60,7 @@ cluster_start "$DIR/cluster"
 export KUBECONFIG=$CLUSTER_KUBECONFIG
 
 say "starting the VBS simulator"
+rm -f "$DIR/sim.out" # a stale file from an earlier run would look like a started simulator
 target/debug/vbs-sim --listen 127.0.0.1:0 --seed examples/sim-seed.yaml >"$DIR/sim.out" 2>"$DIR/sim.log" &
 echo $! >"$DIR/sim.pid"
 for ((i = 0; i < 100; i++)); do
@@ -79,7 +80,7 @@ sed "s#http://127.0.0.1:8776#$SIM_URL#g" examples/cloud-secret.yaml | kubectl ap
 kubectl apply -f examples/vbsbackups.yaml >/dev/null
 
 say "starting the operator"
-target/debug/vbs-operator run --fast-poll-interval 5s >"$DIR/operator.log" 2>&1 &
+target/debug/vbs-operator run --fast-poll-interval 5s --listen-addr 127.0.0.1:0 >"$DIR/operator.log" 2>&1 &
 echo $! >"$DIR/operator.pid"
 
 total=$(kubectl get vbsbackups -A --no-headers | wc -l)
@@ -89,6 +90,8 @@ for ((i = 0; i < 300; i++)); do
   sleep 0.1
 done
 [[ $synced -ge $total ]] || { say "the operator did not report on every VbsBackup in 30 s; its log:"; tail -n 30 "$DIR/operator.log" >&2; exit 1; }
+
+METRICS_ADDR=$(sed -n 's/.*serving \/metrics.*addr=\([0-9.:]*\).*/\1/p' "$DIR/operator.log" | head -n1)
 
 echo
 echo "\$ kubectl get vbsbackups -A"
@@ -106,6 +109,7 @@ It is running. Poke it:
        -H 'content-type: application/json' -d '{"status": "available"}'
   curl -X POST $SIM_URL/sim/faults -H 'content-type: application/json' \\
        -d '{"target": "show", "status": 503, "times": 5}'   # make the API fail five times
+  curl -s http://$METRICS_ADDR/metrics | grep ^vbs_     # the operator's metrics
   tail -f $DIR/operator.log                               # the operator's log
 Stop it: $repo/hack/demo.sh stop
 MSG

@@ -105,7 +105,7 @@ impl Default for Metrics {
         let backups = Family::<BackupStatusLabels, Gauge>::default();
         registry.register(
             "backups",
-            "VbsBackups by the backup's status (`none` before the first answer)",
+            "VbsBackups by the backup's status (`none` while unknown or when the backup is gone)",
             backups.clone(),
         );
         let last_sync = Family::<ResourceLabels, Gauge<f64, AtomicU64>>::default();
