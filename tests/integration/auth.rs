@@ -68,12 +68,7 @@ async fn wrong_password_is_reported_without_leaking_it() {
 
 #[tokio::test]
 async fn revoked_token_is_renewed_once() {
-    let mut env = TestEnv::new("renew").await;
-    env.sim
-        .put_backup(REFERENCE_ID, json!({"status": "creating"}))
-        .await;
-    env.create_secret(&env.sim.clouds_yaml(PASSWORD, "")).await;
-    env.start_operator(OperatorOptions::default());
+    let env = TestEnv::running("renew", json!({"status": "creating"})).await;
     env.create_backup("renew", REFERENCE_ID, "pw").await;
     env.wait_status("renew", "status creating", |s| {
         s.backup_status.as_deref() == Some("creating")

@@ -66,10 +66,7 @@ async fn invalid_specs_are_refused_by_the_schema() {
 
 #[tokio::test]
 async fn kubectl_shows_the_columns() {
-    let mut env = TestEnv::new("kubectl").await;
-    env.sim.put_backup(REFERENCE_ID, reference_backup()).await;
-    env.create_secret(&env.sim.clouds_yaml(PASSWORD, "")).await;
-    env.start_operator(OperatorOptions::default());
+    let env = TestEnv::running("kubectl", reference_backup()).await;
     env.create_backup("db-nightly", REFERENCE_ID, "pw").await;
     env.wait_status("db-nightly", "Synced=True", |s| {
         is(s, "Synced", ("True", "QuerySucceeded"))

@@ -5,15 +5,11 @@ use serde_json::json;
 
 #[tokio::test]
 async fn transient_503s_are_survived() {
-    let mut env = TestEnv::new("flaky").await;
-    env.sim
-        .put_backup(REFERENCE_ID, json!({"status": "available"}))
-        .await;
+    let env = TestEnv::running("flaky", json!({"status": "available"})).await;
+    // No VbsBackup exists yet, so the operator has made no query: the fault hits the first ones.
     env.sim
         .add_fault(json!({"target": "show", "status": 503, "times": 3}))
         .await;
-    env.create_secret(&env.sim.clouds_yaml(PASSWORD, "")).await;
-    env.start_operator(OperatorOptions::default());
     env.create_backup("flaky", REFERENCE_ID, "pw").await;
     env.wait_status("flaky", "Ready=True", |s| is(s, "Ready", ("True", "Available")))
         .await;
@@ -28,13 +24,8 @@ async fn transient_503s_are_survived() {
 
 /// Injects `fault` until cleared; checks the Synced message, then that the operator recovers.
 async fn reported_then_survived(fault: serde_json::Value, message_part: &str) {
-    let mut env = TestEnv::new("fault").await;
-    env.sim
-        .put_backup(REFERENCE_ID, json!({"status": "available"}))
-        .await;
+    let env = TestEnv::running("fault", json!({"status": "available"})).await;
     env.sim.add_fault(fault).await;
-    env.create_secret(&env.sim.clouds_yaml(PASSWORD, "")).await;
-    env.start_operator(OperatorOptions::default());
     env.create_backup("hit", REFERENCE_ID, "pw").await;
     let obj = env
         .wait_status("hit", "Synced=False ApiError", |s| {

@@ -291,6 +291,16 @@ impl TestEnv {
         Self::with_seed(name, SimProcess::seed()).await
     }
 
+    /// The common setup: the simulator holds `backup` as REFERENCE_ID, the namespace has the
+    /// Secret with the default clouds.yaml, and an operator runs with the default options.
+    pub async fn running(name: &str, backup: Value) -> Self {
+        let mut env = Self::new(name).await;
+        env.sim.put_backup(REFERENCE_ID, backup).await;
+        env.create_secret(&env.sim.clouds_yaml(PASSWORD, "")).await;
+        env.start_operator(OperatorOptions::default());
+        env
+    }
+
     pub async fn with_seed(name: &str, seed: Value) -> Self {
         Self::with_sim(name, SimProcess::start(seed).await).await
     }

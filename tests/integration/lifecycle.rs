@@ -5,12 +5,7 @@ use serde_json::json;
 
 #[tokio::test]
 async fn creating_turns_available() {
-    let mut env = TestEnv::new("creating").await;
-    env.sim
-        .put_backup(REFERENCE_ID, json!({"status": "creating"}))
-        .await;
-    env.create_secret(&env.sim.clouds_yaml(PASSWORD, "")).await;
-    env.start_operator(OperatorOptions::default());
+    let env = TestEnv::running("creating", json!({"status": "creating"})).await;
     env.create_backup("growing", REFERENCE_ID, "pw").await;
     let obj = env
         .wait_status("growing", "Ready=False Creating", |s| {

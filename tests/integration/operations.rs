@@ -194,12 +194,7 @@ async fn one_leader_at_a_time_and_failover() {
 
 #[tokio::test]
 async fn gitops_conventions() {
-    let mut env = TestEnv::new("gitops").await;
-    env.sim
-        .put_backup(REFERENCE_ID, json!({"status": "creating"}))
-        .await;
-    env.create_secret(&env.sim.clouds_yaml(PASSWORD, "")).await;
-    env.start_operator(OperatorOptions::default());
+    let env = TestEnv::running("gitops", json!({"status": "creating"})).await;
     let manifest = format!(
         "apiVersion: vbs.io/v1alpha1\nkind: VbsBackup\nmetadata:\n  name: managed\n  namespace: {}\nspec:\n  backupId: {REFERENCE_ID}\n  cloudRef:\n    secretName: {SECRET}\n    cloud: pw\n  pollInterval: 30m\n",
         env.ns

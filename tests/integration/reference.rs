@@ -5,10 +5,7 @@ use serde_json::json;
 
 #[tokio::test]
 async fn reference_example_is_mirrored_into_status() {
-    let mut env = TestEnv::new("reference").await;
-    env.sim.put_backup(REFERENCE_ID, reference_backup()).await;
-    env.create_secret(&env.sim.clouds_yaml(PASSWORD, "")).await;
-    env.start_operator(OperatorOptions::default());
+    let env = TestEnv::running("reference", reference_backup()).await;
     env.create_backup("db-nightly", REFERENCE_ID, "pw").await;
 
     let obj = env
