@@ -3,7 +3,9 @@
 
 use kube::Client;
 use kube_lease_manager::{LeaseManagerBuilder, LeaseManagerError};
+use std::time::Duration;
 use tokio::sync::watch;
+
 use tokio::task::JoinHandle;
 
 #[derive(Debug, Clone)]
@@ -18,23 +20,50 @@ pub struct LeaseSettings {
     pub grace_secs: u64,
 }
 
-/// A running lease manager: `is_leader` flips to true when this replica holds the Lease and back to
-/// false if it loses it. Dropping the receiver releases the Lease.
+/// A running lease manager. Dropping it without `release` leaves the Lease to expire.
 pub struct Leadership {
-    pub is_leader: watch::Receiver<bool>,
-    pub task: JoinHandle<Result<kube_lease_manager::LeaseManager, LeaseManagerError>>,
+    is_leader: watch::Receiver<bool>,
+    task: JoinHandle<Result<kube_lease_manager::LeaseManager, LeaseManagerError>>,
 }
 
-pub async fn start(client: Client, settings: &LeaseSettings) -> Result<Leadership, LeaseManagerError> {
-    let manager = LeaseManagerBuilder::new(client, settings.name.clone())
-        .with_namespace(settings.namespace.clone())
-        .with_identity(settings.identity.clone())
-        .with_duration(settings.duration_secs)
-        .with_grace(settings.grace_secs)
-        .build()
-        .await?;
-    let (is_leader, task) = manager.watch().await;
-    Ok(Leadership { is_leader, task })
+impl Leadership {
+    pub async fn start(client: Client, settings: &LeaseSettings) -> Result<Self, LeaseManagerError> {
+        let manager = LeaseManagerBuilder::new(client, settings.name.clone())
+            .with_namespace(settings.namespace.clone())
+            .with_identity(settings.identity.clone())
+            .with_duration(settings.duration_secs)
+            .with_grace(settings.grace_secs)
+            .build()
+            .await?;
+        let (is_leader, task) = manager.watch().await;
+        Ok(Leadership { is_leader, task })
+    }
+
+    /// Waits until this replica holds the Lease; false if the lease manager stopped first.
+    pub async fn acquired(&mut self) -> bool {
+        self.is_leader.wait_for(|leader| *leader).await.is_ok()
+    }
+
+    /// Resolves when this replica no longer holds the Lease.
+    pub fn lost(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut is_leader = self.is_leader.clone();
+        async move {
+            let _ = is_leader.wait_for(|leader| !*leader).await;
+        }
+    }
+
+    /// Gives the Lease up, so that a standby takes over at once instead of after it expires, and
+    /// waits up to `timeout` for that. Futures from `lost` must be dropped first.
+    pub async fn release(self, timeout: Duration) {
+        drop(self.is_leader);
+        match tokio::time::timeout(timeout, self.task).await {
+            Ok(Ok(Ok(_))) => tracing::info!("released the leader lease"),
+            Ok(Ok(Err(e))) => tracing::warn!(error = %e, "cannot release the leader lease"),
+            Ok(Err(_)) | Err(_) => {
+                tracing::warn!("the leader lease was not released in time; it will expire")
+            }
+        }
+    }
 }
 
 /// An identity for this replica: the pod name when known, else the host name plus a random suffix.

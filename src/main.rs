@@ -1,5 +1,6 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
@@ -8,7 +9,7 @@ use tokio::sync::watch;
 use tracing::{error, info};
 use vbs_operator::cloud::{ClientOptions, VbsClient};
 use vbs_operator::controller::{self, PollPolicy, Watched};
-use vbs_operator::leader::{self, LeaseSettings};
+use vbs_operator::leader::{self, Leadership, LeaseSettings};
 use vbs_operator::metrics::Metrics;
 use vbs_operator::telemetry::{self, LogFormat};
 
@@ -75,6 +76,9 @@ struct RunArgs {
     #[arg(long, env = "VBS_LOG_LEVEL", default_value = "info")]
     log_level: String,
 }
+
+/// How long a stopping leader waits to hand its Lease over.
+const LEASE_RELEASE_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 enum MainError {
@@ -187,9 +191,7 @@ async fn run_operator(args: RunArgs) -> Result<(), MainError> {
     };
     info!(namespaces = scope, "starting vbs-operator");
 
-    let mut lost_lease = None;
-    let mut _leadership = None;
-    if args.leader_election {
+    let leadership = if args.leader_election {
         let lease = LeaseSettings {
             namespace: args.leader_election_namespace,
             name: args.leader_election_lease_name,
@@ -197,37 +199,45 @@ async fn run_operator(args: RunArgs) -> Result<(), MainError> {
             duration_secs: args.leader_election_lease_duration.as_secs().max(3),
             grace_secs: (args.leader_election_lease_duration.as_secs() / 3).max(1),
         };
-        let leadership = leader::start(client.clone(), &lease).await?;
-        let mut is_leader = leadership.is_leader.clone();
+        let mut leadership = Leadership::start(client.clone(), &lease).await?;
         info!(lease = %lease.name, namespace = %lease.namespace, identity = %lease.identity, "waiting for the leader lease");
         // A standby replica is healthy and ready; it just does not reconcile.
         watched.set_ready(true);
         tokio::select! {
-            acquired = is_leader.wait_for(|l| *l) => { acquired.map_err(|_| MainError::LeadershipLost)?; }
-            _ = shutdown.clone() => { server.await.ok(); return Ok(()); }
+            acquired = leadership.acquired() => if !acquired { return Err(MainError::LeadershipLost) },
+            _ = shutdown.clone() => {
+                server.await.ok();
+                leadership.release(LEASE_RELEASE_TIMEOUT).await;
+                return Ok(());
+            }
         }
         info!("acquired the leader lease");
-        lost_lease = Some(tokio::spawn({
-            let stop_tx = stop_tx.clone();
-            async move {
-                let lost = is_leader.wait_for(|l| !*l).await.is_ok();
-                if lost {
-                    error!("lost the leader lease");
-                    let _ = stop_tx.send(true);
-                }
-                lost
-            }
-        }));
-        _leadership = Some(leadership);
-    }
+        Some(leadership)
+    } else {
+        None
+    };
+    let lost_lease = Arc::new(AtomicBool::new(false));
+    let lease_watch = leadership.as_ref().map(|l| {
+        let (lost, lost_lease, stop_tx) = (l.lost(), lost_lease.clone(), stop_tx.clone());
+        tokio::spawn(async move {
+            lost.await;
+            error!("lost the leader lease");
+            lost_lease.store(true, Ordering::Relaxed);
+            let _ = stop_tx.send(true);
+        })
+    });
 
     controller::run(client, Arc::new(cloud), metrics, watched, settings, shutdown).await;
     server.await.ok();
-    if let Some(task) = lost_lease {
-        let lost = task.now_or_never().and_then(Result::ok).unwrap_or(false);
-        if lost {
-            return Err(MainError::LeadershipLost);
-        }
+    if let Some(task) = lease_watch {
+        task.abort();
+        let _ = task.await;
+    }
+    if let Some(leadership) = leadership {
+        leadership.release(LEASE_RELEASE_TIMEOUT).await;
+    }
+    if lost_lease.load(Ordering::Relaxed) {
+        return Err(MainError::LeadershipLost);
     }
     info!("stopped");
     Ok(())

@@ -166,7 +166,7 @@ async fn one_leader_at_a_time_and_failover() {
     env.create_backup("one", REFERENCE_ID, "pw").await;
     env.wait_status("one", "Ready=True", |s| is(s, "Ready", ("True", "Available")))
         .await;
-    let second = env.spawn_operator(elect());
+    let mut second = env.spawn_operator(elect());
     eventually("the standby to report ready", || async {
         get(&format!("{}/readyz", second.http_url)).await.0 == 200
     })
@@ -190,6 +190,11 @@ async fn one_leader_at_a_time_and_failover() {
     })
     .await;
     assert!(second.log_text().contains("acquired the leader lease"));
+
+    // A leader stopped by SIGTERM hands the lease over instead of leaving it to expire.
+    let status = second.terminate(std::time::Duration::from_secs(15)).await;
+    assert!(status.success(), "{status:?}");
+    assert!(second.log_text().contains("released the leader lease"), "{}", second.log_text());
 }
 
 #[tokio::test]
