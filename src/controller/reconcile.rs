@@ -77,7 +77,11 @@ async fn reconcile_inner(obj: &VbsBackup, ctx: &Context) -> Result<Action, Error
     let desired = status::desired_status(current, &outcome, obj.metadata.generation, now);
     if current != Some(&desired) {
         let api: Api<VbsBackup> = Api::namespaced(ctx.client.clone(), &namespace);
-        let patch = json!({ "apiVersion": "vbs.io/v1alpha1", "kind": "VbsBackup", "status": desired });
+        let patch = json!({
+            "apiVersion": VbsBackup::api_version(&()),
+            "kind": VbsBackup::kind(&()),
+            "status": desired,
+        });
         api.patch_status(
             &name,
             &PatchParams::apply(FIELD_MANAGER).force(),

@@ -194,7 +194,11 @@ async fn one_leader_at_a_time_and_failover() {
     // A leader stopped by SIGTERM hands the lease over instead of leaving it to expire.
     let status = second.terminate(std::time::Duration::from_secs(15)).await;
     assert!(status.success(), "{status:?}");
-    assert!(second.log_text().contains("released the leader lease"), "{}", second.log_text());
+    assert!(
+        second.log_text().contains("released the leader lease"),
+        "{}",
+        second.log_text()
+    );
 }
 
 #[tokio::test]
