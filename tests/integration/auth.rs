@@ -38,11 +38,7 @@ async fn wrong_password_is_reported_without_leaking_it() {
     env.create_secret(&env.sim.clouds_yaml(wrong, "")).await;
     env.start_operator(OperatorOptions::default());
     env.create_backup("denied", REFERENCE_ID, "pw").await;
-    let obj = env
-        .wait_status("denied", "Synced=False AuthenticationFailed", |s| {
-            is(s, "Synced", ("False", "AuthenticationFailed"))
-        })
-        .await;
+    let obj = env.wait_synced_false("denied", "AuthenticationFailed").await;
     let s = obj.status.expect("status");
     let msg = &condition(&s, "Synced").expect("Synced").message;
     assert!(
@@ -119,15 +115,8 @@ async fn private_ca_is_trusted_through_cacert() {
         is(s, "Ready", ("True", "Available"))
     })
     .await;
-    let obj = env
-        .wait_status("untrusted", "Synced=False ApiError", |s| {
-            is(s, "Synced", ("False", "ApiError"))
-        })
-        .await;
-    let msg = condition(obj.status.as_ref().expect("status"), "Synced")
-        .expect("Synced")
-        .message
-        .clone();
+    let obj = env.wait_synced_false("untrusted", "ApiError").await;
+    let msg = synced_message(&obj);
     assert!(
         msg.contains("could not reach the cloud") && msg.to_lowercase().contains("certificate"),
         "{msg}"

@@ -216,15 +216,8 @@ async fn a_missing_rule_is_reported_clearly() {
 
     let mut operator = release.start_operator(&env, vec![env.ns.clone()]);
     env.create_backup("no-secret-access", REFERENCE_ID, "pw").await;
-    let obj = env
-        .wait_status("no-secret-access", "Synced=False SecretForbidden", |s| {
-            is(s, "Synced", ("False", "SecretForbidden"))
-        })
-        .await;
-    let message = condition(obj.status.as_ref().expect("status"), "Synced")
-        .expect("Synced")
-        .message
-        .clone();
+    let obj = env.wait_synced_false("no-secret-access", "SecretForbidden").await;
+    let message = synced_message(&obj);
     assert!(
         message.contains("may not read Secret") && message.contains("grant it get, list and watch"),
         "{message}"

@@ -27,15 +27,8 @@ async fn reported_then_survived(fault: serde_json::Value, message_part: &str) {
     let env = TestEnv::running("fault", json!({"status": "available"})).await;
     env.sim.add_fault(fault).await;
     env.create_backup("hit", REFERENCE_ID, "pw").await;
-    let obj = env
-        .wait_status("hit", "Synced=False ApiError", |s| {
-            is(s, "Synced", ("False", "ApiError"))
-        })
-        .await;
-    let msg = condition(obj.status.as_ref().expect("status"), "Synced")
-        .expect("Synced")
-        .message
-        .clone();
+    let obj = env.wait_synced_false("hit", "ApiError").await;
+    let msg = synced_message(&obj);
     assert!(
         msg.contains(message_part),
         "{msg:?} should contain {message_part:?}"

@@ -453,6 +453,13 @@ impl TestEnv {
         self.wait_in(ns, name, what, cond).await
     }
 
+    /// Waits until the VbsBackup reports `Synced=False` with `reason`.
+    pub async fn wait_synced_false(&self, name: &str, reason: &str) -> VbsBackup {
+        let what = format!("Synced=False {reason}");
+        self.wait_status(name, &what, |s| is(s, "Synced", ("False", reason)))
+            .await
+    }
+
     pub async fn wait_in(
         &self,
         ns: &str,
@@ -528,6 +535,15 @@ pub fn condition<'a>(
     type_: &str,
 ) -> Option<&'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
     status.conditions.iter().find(|c| c.type_ == type_)
+}
+
+/// The message of the `Synced` condition.
+pub fn synced_message(obj: &VbsBackup) -> String {
+    let status = obj.status.as_ref().expect("status");
+    condition(status, "Synced")
+        .expect("Synced condition")
+        .message
+        .clone()
 }
 
 /// `(status, reason)` of a condition, for terse assertions.

@@ -38,11 +38,7 @@ async fn missing_backup_is_reported() {
     env.start_operator(OperatorOptions::default());
     env.create_backup("ghost", "00000000-0000-4000-8000-000000000000", "pw")
         .await;
-    let obj = env
-        .wait_status("ghost", "Synced=False BackupNotFound", |s| {
-            is(s, "Synced", ("False", "BackupNotFound"))
-        })
-        .await;
+    let obj = env.wait_synced_false("ghost", "BackupNotFound").await;
     let s = obj.status.expect("status");
     assert_eq!(
         cond_state(&s, "Ready"),
@@ -65,15 +61,8 @@ async fn missing_secret_then_created_triggers_at_once() {
         .await;
     env.start_operator(OperatorOptions::default());
     env.create_backup("waiting", REFERENCE_ID, "pw").await;
-    let obj = env
-        .wait_status("waiting", "Synced=False SecretNotFound", |s| {
-            is(s, "Synced", ("False", "SecretNotFound"))
-        })
-        .await;
-    let msg = condition(obj.status.as_ref().expect("status"), "Synced")
-        .expect("Synced")
-        .message
-        .clone();
+    let obj = env.wait_synced_false("waiting", "SecretNotFound").await;
+    let msg = synced_message(&obj);
     assert!(
         msg.contains(&format!("Secret {}/{SECRET} does not exist", env.ns)),
         "{msg}"
@@ -92,15 +81,8 @@ async fn broken_clouds_yaml_is_reported() {
         .await;
     env.start_operator(OperatorOptions::default());
     env.create_backup("confused", REFERENCE_ID, "pw").await;
-    let obj = env
-        .wait_status("confused", "InvalidCloudConfig", |s| {
-            is(s, "Synced", ("False", "InvalidCloudConfig"))
-        })
-        .await;
-    let msg = condition(obj.status.as_ref().expect("status"), "Synced")
-        .expect("Synced")
-        .message
-        .clone();
+    let obj = env.wait_synced_false("confused", "InvalidCloudConfig").await;
+    let msg = synced_message(&obj);
     assert!(
         msg.contains("not valid YAML") && !msg.contains("not, a, string"),
         "{msg}"

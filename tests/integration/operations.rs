@@ -27,10 +27,7 @@ async fn metrics_health_and_json_logs() {
         .await;
     env.wait_status("scraped", "Ready=True", |s| is(s, "Ready", ("True", "Available")))
         .await;
-    env.wait_status("ghost", "BackupNotFound", |s| {
-        is(s, "Synced", ("False", "BackupNotFound"))
-    })
-    .await;
+    env.wait_synced_false("ghost", "BackupNotFound").await;
 
     let base = env.operator.as_ref().expect("operator").http_url.clone();
     assert_eq!(get(&format!("{base}/healthz")).await.0, 200);
