@@ -234,7 +234,6 @@ impl VbsClient {
             token: SecretString::from(token),
             project_id,
             catalog_base,
-            expires_at,
             renew_at: keystone::renew_at(issued, expires_at),
         })
     }

@@ -54,7 +54,6 @@ pub enum CloudError {
 pub enum Operation {
     Authenticate,
     ShowBackup,
-    ListBackups,
 }
 
 impl Operation {
@@ -62,7 +61,6 @@ impl Operation {
         match self {
             Operation::Authenticate => "authenticate",
             Operation::ShowBackup => "show_backup",
-            Operation::ListBackups => "list_backups",
         }
     }
 }
@@ -72,7 +70,6 @@ impl std::fmt::Display for Operation {
         f.write_str(match self {
             Operation::Authenticate => "authentication (POST /auth/tokens)",
             Operation::ShowBackup => "query of the backup",
-            Operation::ListBackups => "listing of backups",
         })
     }
 }

@@ -16,8 +16,7 @@ pub struct Session {
     pub project_id: String,
     /// Block-storage base from the catalog (unused when the cloud sets an endpoint override).
     pub catalog_base: Option<ProjectBase>,
-    pub expires_at: Timestamp,
-    /// When to fetch a new token: shortly before `expires_at`.
+    /// When to fetch a new token: shortly before it expires.
     pub renew_at: Timestamp,
 }
 

@@ -52,19 +52,6 @@ pub struct ShowBackupResponse {
     pub backup: Backup,
 }
 
-#[derive(Debug, Deserialize)]
-pub struct ListBackupsResponse {
-    pub backups: Vec<Backup>,
-    #[serde(default)]
-    pub backups_links: Vec<Link>,
-}
-
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-pub struct Link {
-    pub href: String,
-    pub rel: String,
-}
-
 /// The error a cloud put in a non-2xx body, whichever family it came from.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ErrorBody {

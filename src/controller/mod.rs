@@ -52,6 +52,16 @@ pub struct Context {
     failures: Mutex<HashMap<ObjectRef<VbsBackup>, u32>>,
 }
 
+impl Context {
+    /// Counts one more failed reconcile of `obj` in a row; returns the count.
+    fn record_failure(&self, obj: &VbsBackup) -> u32 {
+        let mut failures = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
+        let n = failures.entry(ObjectRef::from_obj(obj)).or_default();
+        *n = n.saturating_add(1);
+        *n
+    }
+}
+
 /// What the controllers watch, for readiness and for metrics computed at scrape time.
 #[derive(Default)]
 pub struct Watched {

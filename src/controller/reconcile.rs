@@ -114,21 +114,9 @@ async fn reconcile_inner(obj: &VbsBackup, ctx: &Context) -> Result<Action, Error
 
 /// Requeues a reconcile that could not finish (Kubernetes API trouble) with the same backoff.
 pub fn error_policy(obj: Arc<VbsBackup>, error: &Error, ctx: Arc<Context>) -> Action {
-    let key = ObjectRef::from_obj(&*obj);
-    let failures = {
-        let mut map = ctx.failures.lock().unwrap_or_else(PoisonError::into_inner);
-        let n = map.entry(key).or_default();
-        *n = n.saturating_add(1);
-        *n
-    };
+    let failures = ctx.record_failure(&obj);
     warn!(namespace = obj.namespace(), name = obj.name_any(), %error, failures, "reconcile failed");
-    let exp = failures.saturating_sub(1).min(30);
-    Action::requeue(
-        ctx.poll
-            .initial_backoff
-            .saturating_mul(1u32 << exp)
-            .min(ctx.poll.max_backoff),
-    )
+    Action::requeue(ctx.poll.backoff(failures))
 }
 
 /// Reads the Secret and asks the cloud. Only a failure to read the Secret through the Kubernetes
@@ -220,14 +208,13 @@ pub fn failure_reason(e: &CloudError) -> FailureReason {
 
 /// Counts failed queries in a row for backoff; a success or a reported state resets the count.
 fn track_failures(obj: &VbsBackup, outcome: &SyncOutcome, ctx: &Context) -> u32 {
-    let key = ObjectRef::from_obj(obj);
-    let mut map = ctx.failures.lock().unwrap_or_else(PoisonError::into_inner);
     if is_retryable_failure(outcome) {
-        let n = map.entry(key).or_default();
-        *n = n.saturating_add(1);
-        *n
+        ctx.record_failure(obj)
     } else {
-        map.remove(&key);
+        ctx.failures
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&ObjectRef::from_obj(obj));
         0
     }
 }

@@ -58,14 +58,18 @@ pub fn is_retryable_failure(outcome: &SyncOutcome) -> bool {
 }
 
 impl PollPolicy {
+    /// `initial_backoff` doubled per failure in a row after the first, capped at `max_backoff`.
+    pub fn backoff(&self, consecutive_failures: u32) -> Duration {
+        let exp = consecutive_failures.saturating_sub(1).min(30);
+        self.initial_backoff
+            .saturating_mul(1u32 << exp)
+            .min(self.max_backoff)
+    }
+
     /// The delay before the next reconcile, before jitter.
     pub fn base_delay(&self, o: &Observation<'_>) -> Duration {
         if is_retryable_failure(o.outcome) {
-            let exp = o.consecutive_failures.saturating_sub(1).min(30);
-            let backoff = self
-                .initial_backoff
-                .saturating_mul(1u32 << exp)
-                .min(self.max_backoff);
+            let backoff = self.backoff(o.consecutive_failures);
             return o.retry_after.map_or(backoff, |ra| backoff.max(ra));
         }
         match o.outcome {
