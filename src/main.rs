@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand};
 use futures::FutureExt;
 use tokio::sync::watch;
 use tracing::{error, info};
-use vbs_operator::cloud::{ClientOptions, VbsClient};
+use vbs_operator::cloud::{CallLimits, ClientOptions, VbsClient};
 use vbs_operator::controller::{self, PollPolicy, Watched};
 use vbs_operator::leader::{self, Leadership, LeaseSettings};
 use vbs_operator::metrics::Metrics;
@@ -50,9 +50,26 @@ struct RunArgs {
     /// Longest retry delay after failed API calls.
     #[arg(long, env = "VBS_MAX_BACKOFF", default_value = "5m", value_parser = humantime::parse_duration)]
     max_backoff: Duration,
-    /// Most cloud API queries in flight at once.
+    /// Most cloud API calls in flight at once, across all endpoints.
     #[arg(long, env = "VBS_CONCURRENCY", default_value_t = 16)]
     concurrency: u16,
+    /// Most cloud API calls in flight at once to one endpoint host, so that a slow or hanging
+    /// endpoint holds only this many of the global slots.
+    #[arg(long, env = "VBS_CONCURRENCY_PER_HOST", default_value_t = 4)]
+    concurrency_per_host: u16,
+    /// Timeouts, connection failures or 5xx answers in a row that open an endpoint host's circuit
+    /// breaker: its calls then fail at once, without a request, for a while.
+    #[arg(long, env = "VBS_BREAKER_FAILURES", default_value_t = 3)]
+    breaker_failures: u32,
+    /// How long an open circuit breaker first stays open (doubling per re-opening, up to 5m).
+    #[arg(long, env = "VBS_BREAKER_OPEN", default_value = "30s", value_parser = humantime::parse_duration)]
+    breaker_open: Duration,
+    /// Largest cloud response body read, in bytes; a larger answer is an error.
+    #[arg(long, env = "VBS_MAX_RESPONSE_BYTES", default_value_t = 1024 * 1024)]
+    max_response_bytes: usize,
+    /// Most Kubernetes API calls of reconciles (Secret reads, status writes, Events) in flight.
+    #[arg(long, env = "VBS_KUBE_CONCURRENCY", default_value_t = 32)]
+    kube_concurrency: u16,
     /// Timeout of every call to the cloud API.
     #[arg(long, env = "VBS_CLOUD_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     cloud_timeout: Duration,
@@ -129,6 +146,14 @@ async fn run_operator(args: RunArgs) -> Result<(), MainError> {
     let watched = Arc::new(Watched::default());
     let cloud = VbsClient::new(ClientOptions {
         timeout: args.cloud_timeout,
+        max_body_bytes: args.max_response_bytes,
+        limits: CallLimits {
+            global: usize::from(args.concurrency.max(1)),
+            per_host: usize::from(args.concurrency_per_host.max(1)),
+            breaker_threshold: args.breaker_failures.max(1),
+            breaker_open: args.breaker_open,
+            ..CallLimits::default()
+        },
         ..ClientOptions::default()
     })?
     .with_observer(metrics.clone());
@@ -174,7 +199,7 @@ async fn run_operator(args: RunArgs) -> Result<(), MainError> {
 
     let settings = controller::Settings {
         namespaces: args.namespaces,
-        concurrency: args.concurrency,
+        kube_concurrency: usize::from(args.kube_concurrency.max(1)),
         poll: PollPolicy {
             fast: args.fast_poll_interval,
             settled: args.poll_interval,

@@ -55,6 +55,12 @@ pub struct Metrics {
     pub cloud_requests: Family<RequestLabels, Counter>,
     pub cloud_request_duration: HistogramFamily<OperationLabels>,
     pub token_refreshes: Counter,
+    /// Status patches written (only when the status changed).
+    pub status_writes: Counter,
+    /// Secrets read through the API (only when not cached at their current resourceVersion).
+    pub secret_reads: Counter,
+    /// Events published.
+    pub events: Counter,
     pub backups: Family<BackupStatusLabels, Gauge>,
     pub last_sync: Family<ResourceLabels, Gauge<f64, AtomicU64>>,
     /// Source of `last_sync`, pruned of deleted VbsBackups at each scrape.
@@ -102,6 +108,20 @@ impl Default for Metrics {
             "Keystone tokens fetched",
             token_refreshes.clone(),
         );
+        let status_writes = Counter::default();
+        registry.register(
+            "status_writes",
+            "Status patches of VbsBackups written (a write happens only when the status changed)",
+            status_writes.clone(),
+        );
+        let secret_reads = Counter::default();
+        registry.register(
+            "secret_reads",
+            "Secrets read through the Kubernetes API (a Secret unchanged since it was parsed is not read again)",
+            secret_reads.clone(),
+        );
+        let events = Counter::default();
+        registry.register("events", "Kubernetes Events published", events.clone());
         let backups = Family::<BackupStatusLabels, Gauge>::default();
         registry.register(
             "backups",
@@ -122,6 +142,9 @@ impl Default for Metrics {
             cloud_requests,
             cloud_request_duration,
             token_refreshes,
+            status_writes,
+            secret_reads,
+            events,
             backups,
             last_sync,
             last_sync_times: Mutex::default(),

@@ -13,6 +13,28 @@ pub const RECONCILING: &str = "Reconciling";
 pub const STALLED: &str = "Stalled";
 pub const AVAILABLE: &str = "available";
 
+/// Condition messages are cut to this many bytes (the API server allows 32 KiB; people read 1).
+pub const MAX_MESSAGE_BYTES: usize = 1024;
+/// Event notes are cut to this many bytes (the API server refuses notes over 1 KiB).
+pub const MAX_NOTE_BYTES: usize = 1000;
+/// Text fields copied from the cloud into `.status` are cut to this many bytes.
+pub const MAX_FIELD_BYTES: usize = 1024;
+/// Condition reasons derived from a cloud's status string are cut to this many characters.
+const MAX_REASON_CHARS: usize = 64;
+
+/// `text` cut at a character boundary to at most `max` bytes, `…` marking a cut.
+pub fn truncate(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let ellipsis = '…';
+    let mut end = max.saturating_sub(ellipsis.len_utf8());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}{ellipsis}", &text[..end])
+}
+
 /// Backup states the cloud moves out of by itself; polled at the fast interval.
 pub fn is_transitional(status: &str) -> bool {
     matches!(status, "creating" | "restoring" | "deleting")
@@ -149,26 +171,42 @@ fn progress_conditions(outcome: &SyncOutcome, backup_status: Option<&str>) -> Op
 }
 
 fn from_backup(b: &Backup) -> VbsBackupStatus {
+    let text = |v: &Option<String>| v.as_deref().map(|t| truncate(t, MAX_FIELD_BYTES));
+    let time = |v: &Option<String>| v.as_deref().and_then(rfc3339_utc);
     VbsBackupStatus {
         observed_generation: None,
-        backup_status: b.status.clone(),
+        backup_status: text(&b.status),
         size: b.size,
-        fail_reason: b.fail_reason.clone(),
+        fail_reason: text(&b.fail_reason),
         has_dependent_backups: b.has_dependent_backups,
         is_incremental: b.is_incremental,
-        volume_id: b.volume_id.clone(),
-        snapshot_id: b.snapshot_id.clone(),
-        container: b.container.clone(),
+        volume_id: text(&b.volume_id),
+        snapshot_id: text(&b.snapshot_id),
+        container: text(&b.container),
         object_count: b.object_count,
-        name: b.name.clone(),
-        description: b.description.clone(),
-        availability_zone: b.availability_zone.clone(),
-        project_id: b.project_id.clone(),
-        created_at: b.created_at.as_deref().map(rfc3339_utc),
-        updated_at: b.updated_at.as_deref().map(rfc3339_utc),
-        data_timestamp: b.data_timestamp.as_deref().map(rfc3339_utc),
+        name: text(&b.name),
+        description: text(&b.description),
+        availability_zone: text(&b.availability_zone),
+        project_id: text(&b.project_id),
+        created_at: time(&b.created_at),
+        updated_at: time(&b.updated_at),
+        data_timestamp: time(&b.data_timestamp),
         conditions: Vec::new(),
     }
+}
+
+/// What in a cloud's answer was not what the API documents and was therefore left out of the
+/// status, for the log: `(field, what was wrong)`.
+pub fn anomalies(b: &Backup) -> Vec<(&'static str, &'static str)> {
+    [
+        ("created_at", &b.created_at),
+        ("updated_at", &b.updated_at),
+        ("data_timestamp", &b.data_timestamp),
+    ]
+    .into_iter()
+    .filter(|(_, v)| v.as_deref().is_some_and(|t| rfc3339_utc(t).is_none()))
+    .map(|(field, _)| (field, "not a timestamp in one of the API's formats; left out"))
+    .collect()
 }
 
 fn ready_condition(backup_status: Option<&str>, fail_reason: Option<&str>) -> ConditionSpec {
@@ -203,6 +241,7 @@ pub fn camel_case_reason(status: &str) -> String {
                 .unwrap_or_default()
         })
         .collect();
+    let reason: String = reason.chars().take(MAX_REASON_CHARS).collect();
     match reason.chars().next() {
         Some(c) if c.is_ascii_alphabetic() => reason,
         Some(_) => format!("Status{reason}"),
@@ -211,17 +250,25 @@ pub fn camel_case_reason(status: &str) -> String {
 }
 
 /// The API prints UTC times without a zone (`2013-06-27T08:48:03.000000`): make them RFC 3339.
-/// A time that carries a zone is converted to UTC; anything unparseable is kept verbatim.
-pub fn rfc3339_utc(value: &str) -> String {
+/// A time that carries a zone is converted to UTC. Anything else (an epoch number, an empty string,
+/// a date without a time) is not one of the API's formats: `None`, never the value verbatim.
+pub fn rfc3339_utc(value: &str) -> Option<String> {
+    let value = value.trim();
+    // Date, `T` or a space, and at least hours and minutes.
+    let shaped = value.len() >= 16
+        && value.len() <= 64
+        && matches!(value.as_bytes().get(10), Some(b'T' | b't' | b' '));
+    if !shaped {
+        return None;
+    }
     if let Ok(ts) = value.parse::<Timestamp>() {
-        return ts.to_string();
+        return Some(ts.to_string());
     }
     value
         .parse::<jiff::civil::DateTime>()
         .ok()
         .and_then(|dt| dt.to_zoned(jiff::tz::TimeZone::UTC).ok())
         .map(|z| z.timestamp().to_string())
-        .unwrap_or_else(|| value.to_string())
 }
 
 fn find<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Condition> {
@@ -241,7 +288,7 @@ impl ConditionSpec {
             type_,
             status: status.into(),
             reason: reason.into(),
-            message: message.into(),
+            message: truncate(message, MAX_MESSAGE_BYTES),
         }
     }
 
@@ -316,6 +363,9 @@ pub fn notices(old: Option<&VbsBackupStatus>, new: &VbsBackupStatus) -> Vec<Noti
                 note: "the backup API answers again".into(),
             });
         }
+    }
+    for notice in &mut out {
+        notice.note = truncate(&notice.note, MAX_NOTE_BYTES);
     }
     out
 }
@@ -541,13 +591,80 @@ mod tests {
 
     #[test]
     fn timestamps_become_rfc3339_utc() {
-        assert_eq!(rfc3339_utc("2013-06-27T08:48:03.000000"), "2013-06-27T08:48:03Z");
+        let utc = |v| rfc3339_utc(v);
         assert_eq!(
-            rfc3339_utc("2019-03-27T12:36:17.596602"),
-            "2019-03-27T12:36:17.596602Z"
+            utc("2013-06-27T08:48:03.000000").as_deref(),
+            Some("2013-06-27T08:48:03Z")
         );
-        assert_eq!(rfc3339_utc("2019-03-27T14:36:17+02:00"), "2019-03-27T12:36:17Z");
-        assert_eq!(rfc3339_utc("yesterday"), "yesterday");
+        assert_eq!(
+            utc("2019-03-27T12:36:17.596602").as_deref(),
+            Some("2019-03-27T12:36:17.596602Z")
+        );
+        assert_eq!(
+            utc("2019-03-27T14:36:17+02:00").as_deref(),
+            Some("2019-03-27T12:36:17Z")
+        );
+        assert_eq!(
+            utc("2019-03-27 12:36:17").as_deref(),
+            Some("2019-03-27T12:36:17Z")
+        );
+        for odd in ["yesterday", "", "1552737360", "2019-03-27", "2019-13-45T99:99:99"] {
+            assert_eq!(utc(odd), None, "{odd:?}");
+        }
+    }
+
+    #[test]
+    fn odd_answers_are_checked_not_copied() {
+        let odd = Backup {
+            data_timestamp: Some("1552737360".into()),
+            updated_at: Some(String::new()),
+            status: Some("x".repeat(5000)),
+            fail_reason: Some("é".repeat(3000)),
+            ..reference_backup()
+        };
+        let s = desired_status(
+            None,
+            &SyncOutcome::observed(odd.clone()),
+            Some(1),
+            t("2026-11-27T10:00:00Z"),
+        );
+        assert_eq!(
+            (s.data_timestamp.as_deref(), s.updated_at.as_deref()),
+            (None, None)
+        );
+        assert_eq!(s.created_at.as_deref(), Some("2013-06-27T08:48:03Z"));
+        assert!(
+            s.backup_status
+                .as_ref()
+                .is_some_and(|v| v.len() <= MAX_FIELD_BYTES)
+        );
+        assert!(
+            s.fail_reason
+                .as_ref()
+                .is_some_and(|v| v.len() <= MAX_FIELD_BYTES && v.ends_with('…'))
+        );
+        for c in &s.conditions {
+            assert!(c.message.len() <= MAX_MESSAGE_BYTES, "{}", c.type_);
+            assert!(c.reason.len() <= 64 + 6, "{}", c.reason);
+        }
+        for n in notices(None, &s) {
+            assert!(n.note.len() <= MAX_NOTE_BYTES);
+        }
+        assert_eq!(
+            anomalies(&odd).iter().map(|(f, _)| *f).collect::<Vec<_>>(),
+            ["updated_at", "data_timestamp"]
+        );
+    }
+
+    #[test]
+    fn truncation_respects_character_boundaries() {
+        assert_eq!(truncate("abc", 3), "abc");
+        let cut = truncate("ééééé", 6);
+        assert!(cut.len() <= 6 && cut.ends_with('…'), "{cut}");
+        proptest::proptest!(|(text in ".{0,300}", max in 4usize..400)| {
+            let cut = truncate(&text, max);
+            proptest::prop_assert!(cut.len() <= max.max(text.len().min(max)));
+        });
     }
 
     #[test]

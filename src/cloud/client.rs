@@ -1,19 +1,28 @@
 //! The HTTP client for the backup API: authentication (Keystone tokens or AK/SK signing), endpoint
 //! discovery, one call per backup, and the classification of what comes back.
+//!
+//! Every answer is hostile input: bodies are read up to a cap, redirects are never followed (they
+//! would carry credentials to another host), credential headers are marked sensitive, and calls go
+//! through the [`Limiter`] (global and per-host bounds, circuit breaker).
 
-use std::collections::HashMap;
+use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
+use bytes::{Bytes, BytesMut};
 use jiff::Timestamp;
-use reqwest::{RequestBuilder, Response, StatusCode};
+use lru::LruCache;
+use reqwest::header::HeaderValue;
+use reqwest::{RequestBuilder, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
+use tracing::debug;
 
 use super::config::{AkSkAuth, CloudProfile, ConfigError, Credentials, PasswordAuth};
 use super::endpoint::{ProjectBase, select_from_catalog};
 use super::error::{CloudError, Operation, describe, parse_retry_after};
 use super::keystone::{self, Session};
+use super::limits::{CallLimits, Limiter};
 use super::signer::{self, SignableRequest};
 use super::wire::{Backup, ShowBackupResponse, TokenResponse, parse_error_body};
 
@@ -23,6 +32,15 @@ pub struct ClientOptions {
     /// Whole-request timeout (connect, send, read the body).
     pub timeout: Duration,
     pub connect_timeout: Duration,
+    /// Largest response body read; a larger answer is an error (1 MiB holds a large catalog).
+    pub max_body_bytes: usize,
+    pub limits: CallLimits,
+    /// After a refused login (wrong credentials): no new attempt with the same credentials for this
+    /// long, doubling per refusal in a row up to `max_login_backoff`.
+    pub refused_login_backoff: Duration,
+    /// After a login that failed otherwise (timeout, 5xx): no new attempt for this long, doubling.
+    pub failed_login_backoff: Duration,
+    pub max_login_backoff: Duration,
 }
 
 impl Default for ClientOptions {
@@ -30,6 +48,11 @@ impl Default for ClientOptions {
         ClientOptions {
             timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(10),
+            max_body_bytes: 1024 * 1024,
+            limits: CallLimits::default(),
+            refused_login_backoff: Duration::from_secs(60),
+            failed_login_backoff: Duration::from_secs(5),
+            max_login_backoff: Duration::from_secs(3600),
         }
     }
 }
@@ -45,15 +68,46 @@ pub trait ApiObserver: Send + Sync {
 struct NoObserver;
 impl ApiObserver for NoObserver {}
 
-type SessionSlot = Arc<tokio::sync::Mutex<Option<Session>>>;
+/// Credential sets whose sessions are kept; the least recently used beyond this are dropped.
+const MAX_SESSIONS: usize = 1024;
+/// Distinct `cacert` bundles whose HTTP clients are kept.
+const MAX_CA_CLIENTS: usize = 32;
+
+/// What is known about one credential set: its token, or its last failed login.
+#[derive(Default)]
+struct SessionState {
+    session: Option<Session>,
+    failure: Option<LoginFailure>,
+}
+
+struct LoginFailure {
+    error: CloudError,
+    retry_at: Instant,
+    in_a_row: u32,
+}
+
+type SessionSlot = Arc<tokio::sync::Mutex<SessionState>>;
+
+/// An HTTP answer, read whole (up to the cap) while the call still held its slot.
+struct Answer {
+    status: StatusCode,
+    retry_after: Option<Duration>,
+    subject_token: Option<String>,
+    body: Bytes,
+}
+
+fn lru<K: std::hash::Hash + Eq, V>(cap: usize) -> Mutex<LruCache<K, V>> {
+    Mutex::new(LruCache::new(NonZeroUsize::new(cap).unwrap_or(NonZeroUsize::MIN)))
+}
 
 /// Talks to any number of clouds. Cheap to share (`Arc`); caches tokens per credential set and one
-/// HTTP client per extra CA bundle.
+/// HTTP client per extra CA bundle, both bounded.
 pub struct VbsClient {
     options: ClientOptions,
     default_http: reqwest::Client,
-    ca_http: Mutex<HashMap<[u8; 32], reqwest::Client>>,
-    sessions: Mutex<HashMap<[u8; 32], SessionSlot>>,
+    ca_http: Mutex<LruCache<[u8; 32], reqwest::Client>>,
+    sessions: Mutex<LruCache<[u8; 32], SessionSlot>>,
+    limiter: Limiter,
     observer: Arc<dyn ApiObserver>,
 }
 
@@ -61,9 +115,10 @@ impl VbsClient {
     pub fn new(options: ClientOptions) -> Result<Self, reqwest::Error> {
         Ok(VbsClient {
             default_http: build_http(&options, None)?,
+            limiter: Limiter::new(options.limits.clone()),
             options,
-            ca_http: Mutex::default(),
-            sessions: Mutex::default(),
+            ca_http: lru(MAX_CA_CLIENTS),
+            sessions: lru(MAX_SESSIONS),
             observer: Arc::new(NoObserver),
         })
     }
@@ -77,23 +132,23 @@ impl VbsClient {
     pub async fn show_backup(&self, cloud: &CloudProfile, backup_id: &str) -> Result<Backup, CloudError> {
         let op = Operation::ShowBackup;
         let http = self.http_for(cloud)?;
-        let (resp, project_id) = match &cloud.credentials {
+        let (answer, project_id) = match &cloud.credentials {
             Credentials::Password(auth) => {
-                let mut session = self.session(&http, cloud, auth, false).await?;
+                let mut session = self.session(&http, cloud, auth, None).await?;
                 let mut renewed = false;
                 loop {
                     let url = base_for(cloud, &session)?.show_backup_url(cloud.vbs_api, backup_id);
                     let req = http
                         .get(&url)
-                        .header("X-Auth-Token", session.token.expose_secret());
-                    let resp = self.send(op, req).await?;
+                        .header("X-Auth-Token", sensitive(session.token.expose_secret(), op)?);
+                    let answer = self.exchange(op, req).await?;
                     // A token can be revoked before it expires: authenticate again, once.
-                    if resp.status() == StatusCode::UNAUTHORIZED && !renewed {
-                        session = self.session(&http, cloud, auth, true).await?;
+                    if answer.status == StatusCode::UNAUTHORIZED && !renewed {
+                        session = self.session(&http, cloud, auth, Some(&session.token)).await?;
                         renewed = true;
                         continue;
                     }
-                    break (resp, session.project_id);
+                    break (answer, session.project_id);
                 }
             }
             Credentials::AkSk(keys) => {
@@ -102,29 +157,30 @@ impl VbsClient {
                 let url = ProjectBase::from_override(endpoint, &project_id)
                     .show_backup_url(cloud.vbs_api, backup_id);
                 let req = signed_get(&http, &url, keys, &project_id, Timestamp::now())?;
-                (self.send(op, req).await?, project_id)
+                (self.exchange(op, req).await?, project_id)
             }
         };
-        let status = resp.status();
-        let retry_after = retry_after(&resp);
-        let body = self.read_body(op, resp).await?;
-        if status.is_success() {
-            return serde_json::from_slice::<ShowBackupResponse>(&body)
+        if answer.status.is_success() {
+            let backup = serde_json::from_slice::<ShowBackupResponse>(&answer.body)
                 .map(|r| r.backup)
-                .map_err(|e| CloudError::Decode {
+                .map_err(|e| decode_error(op, &e))?;
+            if !backup.id.eq_ignore_ascii_case(backup_id) {
+                return Err(CloudError::Decode {
                     operation: op,
-                    detail: e.to_string(),
+                    detail: "the answer describes another backup than the one asked for".into(),
                 });
+            }
+            return Ok(backup);
         }
-        let parsed = parse_error_body(&body);
+        let parsed = parse_error_body(&answer.body);
         let detail = describe(parsed.as_ref());
-        match status {
+        match answer.status {
             StatusCode::NOT_FOUND if parsed.is_some() => Err(CloudError::NotFound {
                 backup_id: backup_id.to_string(),
                 project_id,
                 detail,
             }),
-            _ => Err(http_error(op, status, detail, retry_after)),
+            status => Err(http_error(op, status, detail, answer.retry_after)),
         }
     }
 
@@ -142,32 +198,65 @@ impl VbsClient {
                 cloud: cloud.name.clone(),
             })
         })?;
-        cache.insert(key, client.clone());
+        cache.put(key, client.clone());
         Ok(client)
     }
 
-    /// The cached session for these credentials, fetching a token when there is none, it is due
-    /// for renewal, or `force` says the server refused it.
+    /// The cached session for these credentials. A token is fetched when there is none or it is due
+    /// for renewal, or when `rejected` (a token the server refused) is still the cached one; a
+    /// concurrent caller that already replaced it gets the new one. Only one login per credential
+    /// set runs at a time, and a failed login is remembered for a backoff period, during which
+    /// callers get the same error without a new attempt.
     async fn session(
         &self,
         http: &reqwest::Client,
         cloud: &CloudProfile,
         auth: &PasswordAuth,
-        force: bool,
+        rejected: Option<&SecretString>,
     ) -> Result<Session, CloudError> {
         let slot = {
             let mut sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
-            sessions.entry(session_key(cloud, auth)).or_default().clone()
+            sessions
+                .get_or_insert(session_key(cloud, auth), SessionSlot::default)
+                .clone()
         };
-        // Holding the slot's lock while authenticating makes concurrent reconciles share one token
-        // request instead of stampeding Keystone.
-        let mut guard = slot.lock().await;
-        if let Some(s) = guard.as_ref().filter(|s| !force && s.is_fresh(Timestamp::now())) {
-            return Ok(s.clone());
+        let mut state = slot.lock().await;
+        if let Some(s) = &state.session {
+            let refused = rejected.is_some_and(|r| r.expose_secret() == s.token.expose_secret());
+            if !refused && s.is_fresh(Timestamp::now()) {
+                return Ok(s.clone());
+            }
         }
-        let fresh = self.authenticate(http, cloud, auth).await?;
-        *guard = Some(fresh.clone());
-        Ok(fresh)
+        if let Some(f) = state.failure.as_ref().filter(|f| Instant::now() < f.retry_at) {
+            debug!(cloud = %cloud.name, "not logging in again yet after a failed login");
+            return Err(f.error.clone());
+        }
+        match self.authenticate(http, cloud, auth).await {
+            Ok(fresh) => {
+                *state = SessionState {
+                    session: Some(fresh.clone()),
+                    failure: None,
+                };
+                Ok(fresh)
+            }
+            Err(error) => {
+                let in_a_row = state.failure.as_ref().map_or(0, |f| f.in_a_row).saturating_add(1);
+                let first = match error {
+                    CloudError::Authentication { .. } => self.options.refused_login_backoff,
+                    _ => self.options.failed_login_backoff,
+                };
+                let wait = first
+                    .saturating_mul(1u32 << (in_a_row - 1).min(16))
+                    .min(self.options.max_login_backoff);
+                state.session = None;
+                state.failure = Some(LoginFailure {
+                    error: error.clone(),
+                    retry_at: Instant::now() + wait,
+                    in_a_row,
+                });
+                Err(error)
+            }
+        }
     }
 
     async fn authenticate(
@@ -181,36 +270,25 @@ impl VbsClient {
             .post(format!("{}/auth/tokens", auth.auth_url))
             .json(&keystone::password_request_body(auth));
         let issued = Timestamp::now();
-        let resp = self.send(op, req).await?;
+        let answer = self.exchange(op, req).await?;
         self.observer.token_fetched();
-        let status = resp.status();
-        let token = resp
-            .headers()
-            .get("X-Subject-Token")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        let retry_after = retry_after(&resp);
-        let body = self.read_body(op, resp).await?;
-        if !status.is_success() {
-            let detail = describe(parse_error_body(&body).as_ref());
+        if !answer.status.is_success() {
+            let detail = describe(parse_error_body(&answer.body).as_ref());
             // Keystone answers 400 to an auth request it cannot use (e.g. a user without domain).
-            if status == StatusCode::BAD_REQUEST {
+            if answer.status == StatusCode::BAD_REQUEST {
                 return Err(CloudError::Authentication {
                     operation: op,
                     status: 400,
                     detail,
                 });
             }
-            return Err(http_error(op, status, detail, retry_after));
+            return Err(http_error(op, answer.status, detail, answer.retry_after));
         }
-        let token = token.ok_or_else(|| CloudError::Decode {
+        let token = answer.subject_token.ok_or_else(|| CloudError::Decode {
             operation: op,
-            detail: "the response has no X-Subject-Token header".into(),
+            detail: "the response has no usable X-Subject-Token header".into(),
         })?;
-        let parsed: TokenResponse = serde_json::from_slice(&body).map_err(|e| CloudError::Decode {
-            operation: op,
-            detail: e.to_string(),
-        })?;
+        let parsed: TokenResponse = serde_json::from_slice(&answer.body).map_err(|e| decode_error(op, &e))?;
         let fallback = || issued + keystone::FALLBACK_TOKEN_LIFETIME;
         let expires_at = keystone::parse_expires_at(&parsed.token.expires_at).unwrap_or_else(fallback);
         let project_id = parsed
@@ -238,16 +316,89 @@ impl VbsClient {
         })
     }
 
-    async fn send(&self, op: Operation, req: RequestBuilder) -> Result<Response, CloudError> {
+    /// Sends one request within the call limits and reads its answer, body capped. The host's
+    /// circuit breaker learns whether the host answered.
+    async fn exchange(&self, op: Operation, req: RequestBuilder) -> Result<Answer, CloudError> {
+        let (http, request) = req.build_split();
+        let request = request.map_err(|e| self.transport_error(op, e))?;
+        let endpoint = origin(request.url());
+        let permit = self
+            .limiter
+            .acquire(&endpoint)
+            .await
+            .map_err(|open| CloudError::CircuitOpen {
+                operation: op,
+                endpoint: endpoint.clone(),
+                failures: open.failures,
+            })?;
         let started = std::time::Instant::now();
-        let result = req.send().await;
-        let status = result.as_ref().ok().map(|r| r.status().as_u16());
+        let result = self.send_and_read(op, &http, request).await;
+        let status = result.as_ref().ok().map(|a| a.status.as_u16());
         self.observer.request_finished(op, status, started.elapsed());
-        result.map_err(|e| self.transport_error(op, e))
+        let outage = match &result {
+            Ok(a) => a.status.is_server_error(),
+            Err(e) => e.is_outage(),
+        };
+        permit.finish(outage);
+        result
     }
 
-    async fn read_body(&self, op: Operation, resp: Response) -> Result<bytes::Bytes, CloudError> {
-        resp.bytes().await.map_err(|e| self.transport_error(op, e))
+    async fn send_and_read(
+        &self,
+        op: Operation,
+        http: &reqwest::Client,
+        request: reqwest::Request,
+    ) -> Result<Answer, CloudError> {
+        let mut resp = http
+            .execute(request)
+            .await
+            .map_err(|e| self.transport_error(op, e))?;
+        let status = resp.status();
+        let headers = resp.headers();
+        let retry_after = headers
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| parse_retry_after(v, SystemTime::now()));
+        let subject_token = headers
+            .get("X-Subject-Token")
+            .and_then(|v| v.to_str().ok())
+            .filter(|t| !t.is_empty() && t.len() <= 16 * 1024)
+            .map(str::to_string);
+        let request_id = headers
+            .get("X-Request-Id")
+            .or_else(|| headers.get("X-Openstack-Request-Id"))
+            .and_then(|v| v.to_str().ok())
+            .map(|v| super::error::sanitize(v, 64));
+        if !status.is_success() {
+            // Request ids help the cloud's support; they go to the log, never into a status.
+            debug!(
+                operation = op.as_str(),
+                status = status.as_u16(),
+                request_id,
+                "the cloud answered with an error"
+            );
+        }
+        let limit = self.options.max_body_bytes;
+        let too_large = || CloudError::Decode {
+            operation: op,
+            detail: format!("the answer is larger than {} KiB", limit / 1024),
+        };
+        if resp.content_length().is_some_and(|len| len > limit as u64) {
+            return Err(too_large());
+        }
+        let mut body = BytesMut::new();
+        while let Some(chunk) = resp.chunk().await.map_err(|e| self.transport_error(op, e))? {
+            if body.len() + chunk.len() > limit {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(Answer {
+            status,
+            retry_after,
+            subject_token,
+            body: body.freeze(),
+        })
     }
 
     fn transport_error(&self, operation: Operation, e: reqwest::Error) -> CloudError {
@@ -259,8 +410,38 @@ impl VbsClient {
         }
         CloudError::Transport {
             operation,
-            detail: error_chain(&e.without_url()),
+            detail: super::error::sanitize(&error_chain(&e.without_url()), 300),
         }
+    }
+}
+
+/// `scheme://host:port` of a URL: the unit of the per-host limits.
+fn origin(url: &url::Url) -> String {
+    url.origin().ascii_serialization()
+}
+
+/// A credential as a header value that HTTP tooling must not log.
+fn sensitive(value: &str, operation: Operation) -> Result<HeaderValue, CloudError> {
+    let mut v = HeaderValue::from_str(value).map_err(|_| CloudError::Decode {
+        operation,
+        detail: "a credential is not a valid HTTP header value".into(),
+    })?;
+    v.set_sensitive(true);
+    Ok(v)
+}
+
+/// A JSON decoding failure, described by its kind and position only: serde's own message may quote
+/// the offending value, which is the cloud's (untrusted, unbounded) text.
+fn decode_error(operation: Operation, e: &serde_json::Error) -> CloudError {
+    use serde_json::error::Category;
+    let what = match e.classify() {
+        Category::Syntax | Category::Eof => "the JSON is malformed or truncated",
+        Category::Data => "a required field is missing or has the wrong type",
+        Category::Io => "the body could not be read",
+    };
+    CloudError::Decode {
+        operation,
+        detail: format!("{what} (line {}, column {})", e.line(), e.column()),
     }
 }
 
@@ -276,6 +457,12 @@ fn http_error(
             operation,
             status: status.as_u16(),
             detail,
+        },
+        s if s.is_redirection() => CloudError::Api {
+            operation,
+            status: s.as_u16(),
+            detail: ": redirects are not followed (they would carry credentials elsewhere); set the endpoint to the final URL".into(),
+            retry_after,
         },
         _ => CloudError::Api {
             operation,
@@ -293,6 +480,8 @@ fn build_http(
     let mut builder = reqwest::Client::builder()
         .timeout(options.timeout)
         .connect_timeout(options.connect_timeout)
+        // A redirect would carry X-Auth-Token, X-Security-Token or the login body to another host.
+        .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("vbs-operator/", env!("CARGO_PKG_VERSION")));
     if let Some(pem) = extra_ca_pem {
         builder = builder.tls_certs_merge(reqwest::Certificate::from_pem_bundle(pem.as_bytes())?);
@@ -311,10 +500,13 @@ fn base_for(cloud: &CloudProfile, session: &Session) -> Result<ProjectBase, Clou
     }
 }
 
-/// Tokens are cached per credential set, so a changed password or scope gets a new token.
+/// Tokens are cached per credential set and per everything that shapes the session (endpoint
+/// discovery, region, interface, CA), so a changed password or scope gets a new token and two
+/// clouds.yaml entries of one user never share a session meant for the other.
 fn session_key(cloud: &CloudProfile, auth: &PasswordAuth) -> [u8; 32] {
     let mut h = Sha256::new();
     for part in [
+        cloud.endpoint_override.as_deref().unwrap_or("<catalog>"),
         auth.auth_url.as_str(),
         &format!("{:?}", auth.user),
         &format!("{:?}", auth.scope),
@@ -358,6 +550,7 @@ fn signed_get(
     if let Some(token) = &keys.security_token {
         headers.push(("X-Security-Token".to_string(), token.expose_secret().to_string()));
     }
+    let op = Operation::ShowBackup;
     let query: Vec<(String, String)> = parsed
         .query_pairs()
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
@@ -375,16 +568,21 @@ fn signed_get(
         &date,
     );
     // reqwest derives the same Host value from the URL; every other signed header goes as is.
-    let mut req = http.get(parsed.as_str()).header("Authorization", authorization);
+    let mut req = http
+        .get(parsed.as_str())
+        .header("Authorization", sensitive(&authorization, op)?);
     for (name, value) in headers.into_iter().filter(|(n, _)| n != "Host") {
+        let value = if name == "X-Security-Token" {
+            sensitive(&value, op)?
+        } else {
+            HeaderValue::from_str(&value).map_err(|_| CloudError::Decode {
+                operation: op,
+                detail: "a signed header is not a valid HTTP header value".into(),
+            })?
+        };
         req = req.header(name, value);
     }
     Ok(req)
-}
-
-fn retry_after(resp: &Response) -> Option<Duration> {
-    let value = resp.headers().get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
-    parse_retry_after(value, SystemTime::now())
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {

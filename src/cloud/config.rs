@@ -1,7 +1,9 @@
 //! `clouds.yaml` (the OpenStack client convention) parsed into a validated [`CloudProfile`].
 //!
 //! Errors never quote values from the file: a password in a mistyped field must not end up in a
-//! condition message or a log line.
+//! condition message or a log line. The only text from the file an error shows is entry names
+//! (the keys under `clouds:`), sanitised and capped. The file is tenant input: its size, alias
+//! expansion and the number of names an error lists are bounded.
 
 use std::collections::BTreeMap;
 
@@ -79,8 +81,10 @@ pub struct CloudProfile {
     pub ca_cert_pem: Option<String>,
 }
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum ConfigError {
+    #[error("clouds.yaml is larger than {max} KiB", max = MAX_CLOUDS_YAML_BYTES / 1024)]
+    TooLarge,
     #[error("clouds.yaml is not valid YAML or has a value of the wrong type{location}")]
     Syntax { location: String },
     #[error("clouds.yaml has no `clouds:` entries")]
@@ -91,10 +95,10 @@ pub enum ConfigError {
     UnknownCloud { wanted: String, names: String },
     #[error("cloud `{cloud}`: missing `{field}`")]
     Missing { cloud: String, field: &'static str },
-    #[error("cloud `{cloud}`: unsupported auth_type `{auth_type}` (supported: password, v3password, aksk)")]
-    UnsupportedAuthType { cloud: String, auth_type: String },
-    #[error("cloud `{cloud}`: unsupported vbs_api `{value}` (supported: native, cinder)")]
-    UnsupportedVbsApi { cloud: String, value: String },
+    #[error("cloud `{cloud}`: unsupported `auth_type` (supported: password, v3password, aksk)")]
+    UnsupportedAuthType { cloud: String },
+    #[error("cloud `{cloud}`: unsupported `vbs_api` (supported: native, cinder)")]
+    UnsupportedVbsApi { cloud: String },
     #[error("cloud `{cloud}`: `{field}` must be an http(s) URL")]
     BadUrl { cloud: String, field: &'static str },
     #[error("cloud `{cloud}`: `cacert` must hold PEM text (-----BEGIN CERTIFICATE-----...)")]
@@ -147,10 +151,29 @@ struct RawAuth {
     security_token: Option<SecretString>,
 }
 
+/// Largest clouds.yaml accepted (a Secret may hold 1 MiB; a real clouds.yaml is a few KiB).
+pub const MAX_CLOUDS_YAML_BYTES: usize = 256 * 1024;
+/// Most aliases (`*ref`) replayed while parsing: enough for any hand-written file, far too few for
+/// an alias bomb ("billion laughs").
+const MAX_ALIAS_REPLAYED_EVENTS: usize = 10_000;
+/// Entry names an error lists at most; the rest are counted.
+const MAX_LISTED_NAMES: usize = 10;
+/// Longest entry name an error shows.
+const MAX_NAME_CHARS: usize = 64;
+
 /// Parses `clouds.yaml` text and returns the cloud named `wanted`, or the only cloud when `wanted`
 /// is `None`.
 pub fn load_cloud(clouds_yaml: &str, wanted: Option<&str>) -> Result<CloudProfile, ConfigError> {
-    let file: CloudsFile = serde_saphyr::from_str(clouds_yaml).map_err(|e| ConfigError::Syntax {
+    if clouds_yaml.len() > MAX_CLOUDS_YAML_BYTES {
+        return Err(ConfigError::TooLarge);
+    }
+    let options = serde_saphyr::options! {
+        alias_limits: serde_saphyr::alias_limits! {
+            max_total_replayed_events: MAX_ALIAS_REPLAYED_EVENTS,
+        },
+    };
+    let parsed = serde_saphyr::from_str_with_options(clouds_yaml, options);
+    let file: CloudsFile = parsed.map_err(|e| ConfigError::Syntax {
         location: e
             .location()
             .map(|l| format!(" (line {}, column {})", l.line(), l.column()))
@@ -162,7 +185,7 @@ pub fn load_cloud(clouds_yaml: &str, wanted: Option<&str>) -> Result<CloudProfil
         Some(w) if clouds.contains_key(w) => w.to_string(),
         Some(w) => {
             return Err(ConfigError::UnknownCloud {
-                wanted: w.to_string(),
+                wanted: crate::cloud::error::sanitize(w, MAX_NAME_CHARS),
                 names: names(),
             });
         }
@@ -185,7 +208,15 @@ fn clouds_names(clouds: &BTreeMap<String, RawCloud>) -> String {
     if clouds.is_empty() {
         return "none".into();
     }
-    clouds.keys().map(String::as_str).collect::<Vec<_>>().join(", ")
+    let mut names: Vec<String> = clouds
+        .keys()
+        .take(MAX_LISTED_NAMES)
+        .map(|n| format!("`{}`", crate::cloud::error::sanitize(n, MAX_NAME_CHARS)))
+        .collect();
+    if clouds.len() > MAX_LISTED_NAMES {
+        names.push(format!("and {} more", clouds.len() - MAX_LISTED_NAMES));
+    }
+    names.join(", ")
 }
 
 fn non_empty(v: Option<String>) -> Option<String> {
@@ -193,6 +224,7 @@ fn non_empty(v: Option<String>) -> Option<String> {
 }
 
 fn validate(name: String, raw: RawCloud) -> Result<CloudProfile, ConfigError> {
+    let name = crate::cloud::error::sanitize(&name, MAX_NAME_CHARS);
     let missing = |field| ConfigError::Missing {
         cloud: name.clone(),
         field,
@@ -206,11 +238,8 @@ fn validate(name: String, raw: RawCloud) -> Result<CloudProfile, ConfigError> {
     let vbs_api = match non_empty(raw.vbs_api).as_deref() {
         None | Some("native") => VbsApi::Native,
         Some("cinder") => VbsApi::Cinder,
-        Some(other) => {
-            return Err(ConfigError::UnsupportedVbsApi {
-                cloud: name.clone(),
-                value: other.into(),
-            });
+        Some(_) => {
+            return Err(ConfigError::UnsupportedVbsApi { cloud: name.clone() });
         }
     };
     let ca_cert_pem = match non_empty(raw.cacert) {
@@ -275,11 +304,8 @@ fn validate(name: String, raw: RawCloud) -> Result<CloudProfile, ConfigError> {
                 security_token: a.security_token,
             })
         }
-        other => {
-            return Err(ConfigError::UnsupportedAuthType {
-                cloud: name.clone(),
-                auth_type: other.into(),
-            });
+        _ => {
+            return Err(ConfigError::UnsupportedAuthType { cloud: name.clone() });
         }
     };
 
@@ -377,13 +403,13 @@ clouds:
             err,
             ConfigError::AmbiguousCloud {
                 count: 2,
-                names: "otc, otc-aksk".into()
+                names: "`otc`, `otc-aksk`".into()
             }
         );
         let err = load_cloud(TWO_CLOUDS, Some("nope")).unwrap_err();
         assert!(
             err.to_string()
-                .contains("`nope` is not in clouds.yaml (it has: otc, otc-aksk)")
+                .contains("`nope` is not in clouds.yaml (it has: `otc`, `otc-aksk`)")
         );
         assert_eq!(load_cloud("clouds: {}", None).unwrap_err(), ConfigError::NoClouds);
         let one = "clouds:\n  only:\n    auth: {auth_url: 'http://x/v3', user_id: u, password: p, project_name: p1, domain_name: D}\n";
@@ -426,7 +452,7 @@ clouds:
             ),
             (
                 "clouds: {c: {auth_type: token, auth: {}}}",
-                "unsupported auth_type `token`",
+                "unsupported `auth_type`",
             ),
             (
                 "clouds: {c: {auth_type: aksk, auth: {ak: a, sk: s, project_id: x}}}",
@@ -434,7 +460,7 @@ clouds:
             ),
             (
                 "clouds: {c: {auth_type: aksk, vbs_api: v2, auth: {ak: a, sk: s, project_id: x}}}",
-                "unsupported vbs_api `v2`",
+                "unsupported `vbs_api`",
             ),
             (
                 "clouds: {c: {cacert: /etc/ssl/ca.pem, auth_type: aksk, auth: {}}}",
@@ -458,6 +484,80 @@ clouds:
             let err = load_cloud(yaml, None).expect_err(yaml).to_string();
             assert!(err.starts_with("clouds.yaml is not valid YAML"), "{err}");
             assert!(!err.contains("s3cret"), "secret leaked into {err:?}");
+        }
+    }
+
+    #[test]
+    fn errors_never_quote_field_values() {
+        let cases = [
+            "clouds: {c: {auth_type: s3cret-type, auth: {}}}",
+            "clouds: {c: {vbs_api: s3cret-api, auth_type: aksk, auth: {}}}",
+            "clouds: {c: {auth: {auth_url: s3cret-url, username: u, password: p, user_domain_id: d, project_id: x}}}",
+        ];
+        for yaml in cases {
+            let err = load_cloud(yaml, None).expect_err(yaml).to_string();
+            assert!(!err.contains("s3cret"), "{err}");
+        }
+    }
+
+    #[test]
+    fn many_entries_give_a_short_message() {
+        let mut yaml = String::from("clouds:\n");
+        for i in 0..5000 {
+            yaml.push_str(&format!("  cloud-{i:05}: {{auth: {{}}}}\n"));
+        }
+        let err = load_cloud(&yaml, Some("missing"))
+            .expect_err("unknown")
+            .to_string();
+        assert!(err.len() < 400, "{} bytes: {err}", err.len());
+        assert!(err.ends_with("and 4990 more)"), "{err}");
+    }
+
+    #[test]
+    fn hostile_files_are_refused_quickly() {
+        // An alias bomb: each level doubles... ten times over.
+        let mut bomb = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..12 {
+            let p = i - 1;
+            bomb.push_str(&format!(
+                "a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"
+            ));
+        }
+        bomb.push_str("clouds: {c: {auth: {auth_url: 'https://i/v3', user_id: u, password: p, project_id: x}, region_name: *a11}}\n");
+        let started = std::time::Instant::now();
+        let err = load_cloud(&bomb, None).expect_err("bomb");
+        assert!(matches!(err, ConfigError::Syntax { .. }), "{err}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+
+        let big = format!("clouds: {{}}\n#{}\n", "x".repeat(MAX_CLOUDS_YAML_BYTES));
+        assert_eq!(load_cloud(&big, None).unwrap_err(), ConfigError::TooLarge);
+
+        let wrong_types = "clouds: {c: {auth: {auth_url: [1, 2], password: {a: b}}, region_name: 5}}";
+        assert!(matches!(
+            load_cloud(wrong_types, None),
+            Err(ConfigError::Syntax { .. })
+        ));
+        let binary = String::from_utf8_lossy(&[0xff, 0x00, 0x1b, 0x7f, b':', b'\n']).into_owned();
+        assert!(load_cloud(&binary, None).is_err());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn parser_never_panics(text in ".{0,400}", wanted in proptest::option::of(".{0,20}")) {
+            let _ = load_cloud(&text, wanted.as_deref());
+        }
+
+        #[test]
+        fn parser_never_panics_on_yamlish_input(
+            parts in proptest::collection::vec(proptest::sample::select(vec![
+                "clouds:", "\n", "  ", "c:", "auth:", "{", "}", "[", "]", "&a", "*a", "auth_url: 'https://x/v3'",
+                "password: p", "user_id: u", "project_id: x", "auth_type: aksk", "cacert: ", "- ", ": ", "'", "\"",
+                "block_storage_endpoint_override: http://e", "!!binary", "<<: *a", "~", "0x1F",
+            ]), 0..60)
+        ) {
+            let text: String = parts.concat();
+            let _ = load_cloud(&text, None);
+            let _ = load_cloud(&text, Some("c"));
         }
     }
 

@@ -1,13 +1,17 @@
 //! Errors of the cloud client, classified the way the controller reports and retries them.
+//!
+//! Everything a cloud sends is hostile input: only a JSON error body's code and message are ever
+//! quoted, both sanitised and capped; request ids and clock times stay out of messages (they would
+//! make every answer's message differ, and a status that differs on every answer is a write).
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use super::config::ConfigError;
 use super::wire::ErrorBody;
 
 /// What went wrong talking to the cloud. Messages name the operation and what the cloud said;
-/// they never carry credentials, tokens or signatures.
-#[derive(Debug, thiserror::Error)]
+/// they never carry credentials, tokens, signatures, request ids or times.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum CloudError {
     #[error(transparent)]
     Config(#[from] ConfigError),
@@ -42,6 +46,15 @@ pub enum CloudError {
 
     #[error("{operation} returned a body that is not what the API documents: {detail}")]
     Decode { operation: Operation, detail: String },
+
+    #[error(
+        "{operation} was not sent: {endpoint} failed {failures} calls in a row, so calls to it pause for a while (circuit breaker)"
+    )]
+    CircuitOpen {
+        operation: Operation,
+        endpoint: String,
+        failures: u32,
+    },
 
     #[error(
         "the service catalog has no {interface} block-storage (volumev3) endpoint{region}; set block_storage_endpoint_override"
@@ -82,44 +95,89 @@ impl CloudError {
             _ => None,
         }
     }
+
+    /// Whether this failure says the endpoint itself is unwell (no answer, or a 5xx), which is what
+    /// the circuit breaker counts. Refusals, 404s and throttling (429) are answers, not outages.
+    pub fn is_outage(&self) -> bool {
+        match self {
+            CloudError::Timeout { .. } | CloudError::Transport { .. } => true,
+            CloudError::Api { status, .. } => *status >= 500,
+            _ => false,
+        }
+    }
 }
 
-/// Longest part of a server's error message kept in ours.
-const MAX_DETAIL: usize = 300;
+/// Longest error code of a server's error body kept in our messages.
+pub const MAX_CODE: usize = 64;
+/// Longest part of a server's error message kept in our messages.
+pub const MAX_DETAIL: usize = 300;
+/// Longest `Retry-After` honoured; a server asking for more is waited on for this long.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 
-/// `": <code>: <message> (request <id>)"` from a parsed error body, or `""`.
+/// `": <code>: <message>"` from a parsed error body, or `""`. Both parts are sanitised (control
+/// characters dropped) and capped; request ids are deliberately left out.
 pub fn describe(body: Option<&ErrorBody>) -> String {
     let Some(body) = body else {
         return String::new();
     };
     let mut out = String::new();
-    if let Some(code) = &body.code {
-        out.push_str(": ");
-        out.push_str(code);
-    }
-    if let Some(msg) = &body.message {
-        out.push_str(": ");
-        out.extend(msg.chars().take(MAX_DETAIL));
-    }
-    if let Some(id) = &body.request_id {
-        out.push_str(&format!(" (request {id})"));
+    for (part, cap) in [(&body.code, MAX_CODE), (&body.message, MAX_DETAIL)] {
+        if let Some(text) = part
+            .as_deref()
+            .map(|t| sanitize(t, cap))
+            .filter(|t| !t.is_empty())
+        {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
     }
     out
 }
 
-/// `Retry-After` as delay-seconds or an HTTP date.
-pub fn parse_retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration> {
+/// At most `max` characters of `text` with control characters removed and whitespace runs folded.
+pub fn sanitize(text: &str, max: usize) -> String {
+    let mut out = String::new();
+    let mut count = 0;
+    let mut last_space = false;
+    for c in text.trim().chars() {
+        if count == max {
+            out.push('…');
+            break;
+        }
+        let c = if c.is_whitespace() { ' ' } else { c };
+        if c.is_control() || (c == ' ' && last_space) {
+            continue;
+        }
+        last_space = c == ' ';
+        out.push(c);
+        count += 1;
+    }
+    out
+}
+
+/// `Retry-After` as delay-seconds or an HTTP date, capped at [`MAX_RETRY_AFTER`].
+pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     let value = value.trim();
-    if let Ok(secs) = value.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
+    if value.len() > 64 {
+        return None;
+    }
+    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        // Too many digits for a u64 means "a very long time".
+        let secs = value.parse::<u64>().unwrap_or(u64::MAX);
+        return Some(Duration::from_secs(secs).min(MAX_RETRY_AFTER));
     }
     let at = httpdate::parse_http_date(value).ok()?;
-    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+    Some(
+        at.duration_since(now)
+            .unwrap_or(Duration::ZERO)
+            .min(MAX_RETRY_AFTER),
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
     use std::time::{Duration, UNIX_EPOCH};
 
     #[test]
@@ -131,22 +189,39 @@ mod tests {
         let earlier = httpdate::fmt_http_date(now - Duration::from_secs(30));
         assert_eq!(parse_retry_after(&earlier, now), Some(Duration::ZERO));
         assert_eq!(parse_retry_after("soon", now), None);
+        assert_eq!(parse_retry_after("-5", now), None);
     }
 
     #[test]
-    fn describe_error_bodies() {
+    fn retry_after_is_capped() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        for huge in ["18446744073709551615", "99999999999999999999999999", "86400"] {
+            assert_eq!(parse_retry_after(huge, now), Some(MAX_RETRY_AFTER), "{huge}");
+        }
+        let far = httpdate::fmt_http_date(now + Duration::from_secs(10 * 365 * 86400));
+        assert_eq!(parse_retry_after(&far, now), Some(MAX_RETRY_AFTER));
+    }
+
+    #[test]
+    fn describe_error_bodies_without_request_ids() {
         let body = ErrorBody {
             code: Some("itemNotFound".into()),
             message: Some("gone".into()),
             request_id: Some("r1".into()),
         };
-        assert_eq!(describe(Some(&body)), ": itemNotFound: gone (request r1)");
+        assert_eq!(describe(Some(&body)), ": itemNotFound: gone");
         assert_eq!(describe(None), "");
         let long = ErrorBody {
             message: Some("x".repeat(1000)),
+            code: Some("\u{1b}[31mC\nODE".into()),
             ..Default::default()
         };
-        assert_eq!(describe(Some(&long)).len(), 2 + MAX_DETAIL);
+        let d = describe(Some(&long));
+        assert!(d.starts_with(": [31mC ODE: xxx"), "{d}");
+        assert_eq!(
+            d.chars().count(),
+            ": [31mC ODE: ".chars().count() + MAX_DETAIL + 1
+        );
     }
 
     #[test]
@@ -160,5 +235,24 @@ mod tests {
             e.to_string(),
             "authentication (POST /auth/tokens) was refused with HTTP 401: 401: The request you have made requires authentication.: check the credentials in clouds.yaml"
         );
+    }
+
+    proptest! {
+        #[test]
+        fn retry_after_never_panics_and_stays_capped(value in ".{0,80}", secs in 0u64..u64::MAX) {
+            let now = UNIX_EPOCH + Duration::from_secs(secs % 4_000_000_000);
+            if let Some(d) = parse_retry_after(&value, now) {
+                prop_assert!(d <= MAX_RETRY_AFTER);
+            }
+            prop_assert!(parse_retry_after(&secs.to_string(), now).is_some_and(|d| d <= MAX_RETRY_AFTER));
+        }
+
+        #[test]
+        fn describe_is_bounded(code in ".{0,500}", message in ".{0,2000}", id in ".{0,100}") {
+            let body = ErrorBody { code: Some(code), message: Some(message), request_id: Some(id) };
+            let d = describe(Some(&body));
+            prop_assert!(d.chars().count() <= 4 + MAX_CODE + 1 + MAX_DETAIL + 1);
+            prop_assert!(!d.chars().any(char::is_control));
+        }
     }
 }

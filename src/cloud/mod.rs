@@ -5,10 +5,12 @@ pub mod config;
 pub mod endpoint;
 pub mod error;
 pub mod keystone;
+pub mod limits;
 pub mod signer;
 pub mod wire;
 
 pub use client::{ApiObserver, ClientOptions, VbsClient};
 pub use config::{CloudProfile, ConfigError, load_cloud};
 pub use error::{CloudError, Operation};
+pub use limits::CallLimits;
 pub use wire::Backup;

@@ -2,49 +2,87 @@
 
 use serde::Deserialize;
 
-/// One backup as the show and list-detail calls return it. Every field but `id` may be missing or
-/// null on some cloud, so all are optional.
+/// One backup as the show and list-detail calls return it. Every field but `id` may be missing,
+/// null or of an unexpected type on some cloud: such a value is dropped (as if it were null)
+/// rather than failing the whole answer, and nothing is trusted further than its type.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 pub struct Backup {
     pub id: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::text")]
     pub status: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::integer")]
     pub size: Option<i64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::text")]
     pub fail_reason: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::boolean")]
     pub has_dependent_backups: Option<bool>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::boolean")]
     pub is_incremental: Option<bool>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::text")]
     pub volume_id: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::text")]
     pub snapshot_id: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::text")]
     pub container: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::integer")]
     pub object_count: Option<i64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::text")]
     pub name: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::text")]
     pub description: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::text")]
     pub availability_zone: Option<String>,
     /// The owner appears under three spellings across clouds and API versions.
     #[serde(
         default,
+        deserialize_with = "lenient::text",
         alias = "os-backup-project-attr:project_id",
         alias = "os-backup-project-attr:tenant_id",
         alias = "os-bak-tenant-attr:tenant_id"
     )]
     pub project_id: Option<String>,
-    #[serde(default)]
+    /// Times as the cloud sent them (strings; a number is kept as its text so that the status
+    /// mapping can see and report that it is not one of the API's formats).
+    #[serde(default, deserialize_with = "lenient::text")]
     pub created_at: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::text")]
     pub updated_at: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::text")]
     pub data_timestamp: Option<String>,
+}
+
+/// Deserializers that take any JSON value and keep it only when it has the expected shape.
+mod lenient {
+    use serde::{Deserialize, Deserializer};
+    use serde_json::Value;
+
+    /// A string; a number or boolean as its text; anything else is dropped.
+    pub fn text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+        Ok(match Value::deserialize(d)? {
+            Value::String(s) => Some(s),
+            Value::Number(n) => Some(n.to_string()),
+            Value::Bool(b) => Some(b.to_string()),
+            _ => None,
+        })
+    }
+
+    /// An integer, or a string holding one (some clouds quote numbers).
+    pub fn integer<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+        Ok(match Value::deserialize(d)? {
+            Value::Number(n) => n.as_i64(),
+            Value::String(s) => s.trim().parse().ok(),
+            _ => None,
+        })
+    }
+
+    /// A boolean, or the strings `true`/`false`.
+    pub fn boolean<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+        Ok(match Value::deserialize(d)? {
+            Value::Bool(b) => Some(b),
+            Value::String(s) => s.trim().parse().ok(),
+            _ => None,
+        })
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -211,6 +249,60 @@ mod tests {
                 .backup;
             assert_eq!(b.project_id.as_deref(), Some("p1"), "{key}");
         }
+    }
+
+    #[test]
+    fn odd_field_types_are_dropped_not_fatal() {
+        let body = r#"{"backup": {"id": "x", "size": "12", "status": ["available"], "is_incremental": "true",
+            "has_dependent_backups": 1, "data_timestamp": 1552737360, "updated_at": "", "object_count": 1.5,
+            "name": {"nested": true}}}"#;
+        let b = serde_json::from_str::<ShowBackupResponse>(body)
+            .expect("parses")
+            .backup;
+        assert_eq!(b.size, Some(12));
+        assert_eq!(b.status, None);
+        assert_eq!(b.is_incremental, Some(true));
+        assert_eq!(b.has_dependent_backups, None);
+        assert_eq!(b.data_timestamp.as_deref(), Some("1552737360"));
+        assert_eq!(b.updated_at.as_deref(), Some(""));
+        assert_eq!((b.object_count, b.name), (None, None));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn parsers_never_panic(body in proptest::collection::vec(proptest::num::u8::ANY, 0..512), text in ".{0,300}") {
+            let _ = parse_error_body(&body);
+            let _ = parse_error_body(text.as_bytes());
+            let _ = serde_json::from_slice::<ShowBackupResponse>(&body);
+            let _ = serde_json::from_str::<ShowBackupResponse>(&text);
+            let _ = serde_json::from_str::<TokenResponse>(&text);
+        }
+
+        #[test]
+        fn any_json_value_in_a_field_is_accepted(value in json_value()) {
+            let body = serde_json::json!({"backup": {"id": "x", "size": value, "status": value, "created_at": value,
+                "is_incremental": value}});
+            let parsed = serde_json::from_value::<ShowBackupResponse>(body);
+            proptest::prop_assert!(parsed.is_ok());
+        }
+    }
+
+    fn json_value() -> impl proptest::strategy::Strategy<Value = serde_json::Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::from),
+            any::<i64>().prop_map(serde_json::Value::from),
+            any::<f64>().prop_map(serde_json::Value::from),
+            ".{0,20}".prop_map(serde_json::Value::from),
+        ];
+        leaf.prop_recursive(3, 16, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::from),
+                proptest::collection::btree_map(".{0,5}", inner, 0..4)
+                    .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+            ]
+        })
     }
 
     #[test]

@@ -2,38 +2,43 @@
 
 mod reconcile;
 pub mod requeue;
+pub mod secrets;
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::Secret;
+use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{self, Controller};
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::utils::{ResetTimerBackoff, predicates};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Api, Client, ResourceExt};
+use kube::{Api, Client};
 use tokio::sync::Semaphore;
 
 use crate::cloud::VbsClient;
 use crate::crd::VbsBackup;
 use crate::metrics::Metrics;
-pub use reconcile::{Error, FIELD_MANAGER};
+pub use reconcile::{Error, FIELD_MANAGER, guard_panics};
 pub use requeue::PollPolicy;
+pub use secrets::{CLOUDS_YAML_KEY, Secrets};
 
 /// How long reconciles in flight may take to finish after a shutdown signal (Kubernetes gives a
 /// pod 30 s by default before it kills it).
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// Entries of the generation filter not refreshed for this long are dropped (memory hygiene).
+const GENERATION_FILTER_TTL: Duration = Duration::from_secs(24 * 3600);
 
 /// How the controller runs.
 #[derive(Debug, Clone)]
 pub struct Settings {
     /// Watch only these namespaces; all namespaces when empty.
     pub namespaces: Vec<String>,
-    /// Most cloud queries in flight at once, across all namespaces.
-    pub concurrency: u16,
+    /// Most Kubernetes API calls (Secret reads, status writes, Events) of reconciles in flight.
+    pub kube_concurrency: usize,
     pub poll: PollPolicy,
     /// Reported in Events as the reporting instance (the pod name in a cluster).
     pub instance: Option<String>,
@@ -46,19 +51,28 @@ pub struct Context {
     pub recorder: Recorder,
     pub poll: PollPolicy,
     pub metrics: Arc<Metrics>,
-    /// Bounds cloud calls across the controllers of all watched namespaces.
-    pub cloud_slots: Semaphore,
-    /// Failed queries in a row per VbsBackup, for backoff. Cleared on success.
-    failures: Mutex<HashMap<ObjectRef<VbsBackup>, u32>>,
+    pub secrets: Arc<Secrets>,
+    /// Bounds the Kubernetes API calls of reconciles. (Reconciles themselves are not bounded: a
+    /// reconcile waiting for a slow cloud must not hold a worker that another tenant needs; cloud
+    /// calls are bounded by the cloud client, globally and per endpoint host.)
+    pub kube_slots: Semaphore,
 }
 
 impl Context {
-    /// Counts one more failed reconcile of `obj` in a row; returns the count.
-    fn record_failure(&self, obj: &VbsBackup) -> u32 {
-        let mut failures = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
-        let n = failures.entry(ObjectRef::from_obj(obj)).or_default();
-        *n = n.saturating_add(1);
-        *n
+    pub fn new(client: Client, cloud: Arc<VbsClient>, metrics: Arc<Metrics>, settings: &Settings) -> Self {
+        let reporter = Reporter {
+            controller: "vbs-operator".into(),
+            instance: settings.instance.clone(),
+        };
+        Context {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            cloud,
+            poll: settings.poll.clone(),
+            metrics,
+            secrets: Arc::default(),
+            kube_slots: Semaphore::new(settings.kube_concurrency.max(1)),
+        }
     }
 }
 
@@ -104,19 +118,7 @@ pub async fn run(
     settings: Settings,
     shutdown: impl Future<Output = ()> + Clone + Send + Sync + 'static,
 ) {
-    let reporter = Reporter {
-        controller: "vbs-operator".into(),
-        instance: settings.instance.clone(),
-    };
-    let ctx = Arc::new(Context {
-        recorder: Recorder::new(client.clone(), reporter),
-        client: client.clone(),
-        cloud,
-        poll: settings.poll.clone(),
-        metrics,
-        cloud_slots: Semaphore::new(usize::from(settings.concurrency.max(1))),
-        failures: Mutex::default(),
-    });
+    let ctx = Arc::new(Context::new(client.clone(), cloud, metrics, &settings));
     let scopes: Vec<Option<String>> = if settings.namespaces.is_empty() {
         vec![None]
     } else {
@@ -125,35 +127,82 @@ pub async fn run(
     watched.set_ready(false);
     let pending = Arc::new(AtomicUsize::new(scopes.len()));
     let controllers = scopes.into_iter().map(|ns| {
-        let (backups, secrets): (Api<VbsBackup>, Api<Secret>) = match &ns {
-            Some(ns) => (
-                Api::namespaced(client.clone(), ns),
-                Api::namespaced(client.clone(), ns),
-            ),
-            None => (Api::all(client.clone()), Api::all(client.clone())),
-        };
         run_scope(
-            backups,
-            secrets,
+            ns,
             ctx.clone(),
             watched.clone(),
             pending.clone(),
-            settings.concurrency,
             shutdown.clone(),
         )
     });
     futures::future::join_all(controllers).await;
 }
 
+/// Watch retries: quick (a restarted API server is back in seconds) but never a tight loop.
+fn watch_backoff() -> ResetTimerBackoff<watcher::ExponentialBackoff> {
+    let exponential = backon::ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(250))
+        .with_max_delay(Duration::from_secs(5))
+        .with_factor(2.0)
+        .with_jitter()
+        .without_max_times();
+    ResetTimerBackoff::new(exponential.into(), Duration::from_secs(30))
+}
+
+/// A watch stream with its errors logged for what they are. An expired resourceVersion (410) is a
+/// normal event: the watcher has already reset and relists at once, so it is logged and dropped
+/// before the backoff sees it. Other errors are retried with [`watch_backoff`].
+fn logged<T>(
+    kind: &'static str,
+    events: impl Stream<Item = Result<T, watcher::Error>> + Send + 'static,
+) -> impl Stream<Item = Result<T, watcher::Error>> + Send + 'static
+where
+    T: Send + 'static,
+{
+    events
+        .filter(move |event| {
+            let keep = match event {
+                Err(watcher::Error::WatchError(status)) if status.code == 410 => {
+                    tracing::info!(kind, "watch expired (410 Gone); relisting");
+                    false
+                }
+                Err(e) if is_forbidden(e) => {
+                    tracing::error!(kind, error = %e, "the operator may not watch {kind}: it needs get, list and watch on them; retrying");
+                    true
+                }
+                Err(e) => {
+                    tracing::warn!(kind, error = %e, "watch failed; retrying");
+                    true
+                }
+                Ok(_) => true,
+            };
+            futures::future::ready(keep)
+        })
+        .backoff(watch_backoff())
+}
+
+fn is_forbidden(e: &watcher::Error) -> bool {
+    match e {
+        watcher::Error::InitialListFailed(kube::Error::Api(s))
+        | watcher::Error::WatchStartFailed(kube::Error::Api(s))
+        | watcher::Error::WatchFailed(kube::Error::Api(s)) => s.code == 403,
+        watcher::Error::WatchError(s) => s.code == 403,
+        _ => false,
+    }
+}
+
 async fn run_scope(
-    backups: Api<VbsBackup>,
-    secrets: Api<Secret>,
+    namespace: Option<String>,
     ctx: Arc<Context>,
     watched: Arc<Watched>,
     pending: Arc<AtomicUsize>,
-    concurrency: u16,
     shutdown: impl Future<Output = ()> + Clone + Send + Sync + 'static,
 ) {
+    let client = ctx.client.clone();
+    let (backups, secrets): (Api<VbsBackup>, Api<PartialObjectMeta<Secret>>) = match &namespace {
+        Some(ns) => (Api::namespaced(client.clone(), ns), Api::namespaced(client, ns)),
+        None => (Api::all(client.clone()), Api::all(client)),
+    };
     // The VbsBackup watch is built here rather than by Controller::new so that readiness can be
     // read off the watch events themselves. (Waiting on Store::wait_until_ready from a second
     // task would steal the controller's own wake-up: the store's readiness future wakes only its
@@ -161,21 +210,37 @@ async fn run_scope(
     let (store, writer) = reflector::store();
     let mut pending_list = Some(pending);
     let readiness = watched.clone();
-    let triggers = watcher(backups, watcher::Config::default().any_semantic())
-        .default_backoff()
-        .reflect(writer)
-        .inspect(move |event| {
-            if let Ok(watcher::Event::InitDone) = event
-                && let Some(pending) = pending_list.take()
-                && pending.fetch_sub(1, Ordering::AcqRel) == 1
-            {
-                readiness.set_ready(true);
-                tracing::info!("watches synced; ready");
-            }
-        })
-        .applied_objects();
+    let objects = logged(
+        "vbsbackups",
+        watcher(backups, watcher::Config::default().any_semantic()),
+    )
+    .reflect(writer)
+    .inspect(move |event| {
+        if let Ok(watcher::Event::InitDone) = event
+            && let Some(pending) = pending_list.take()
+            && pending.fetch_sub(1, Ordering::AcqRel) == 1
+        {
+            readiness.set_ready(true);
+            tracing::info!("watches synced; ready");
+        }
+    })
+    .applied_objects()
+    // Only a new generation (a spec change) or a first sight starts a reconcile; the
+    // operator's own status writes do not. The other causes are Secret changes and requeues.
+    .predicate_filter(
+        predicates::generation,
+        kube::runtime::utils::PredicateConfig::default().ttl(GENERATION_FILTER_TTL),
+    );
     watched.add(store.clone());
-    let controller = Controller::for_stream(triggers, store.clone());
+
+    // Secrets: metadata only, so no Secret data enters the process from the watch.
+    let secret_events = logged(
+        "secrets",
+        watcher(secrets, watcher::Config::default().any_semantic()),
+    );
+    let secret_triggers =
+        secrets::change_triggers(ctx.secrets.clone(), secret_events, namespace, store.clone());
+
     let grace_deadline = {
         let shutdown = shutdown.clone();
         async move {
@@ -183,34 +248,19 @@ async fn run_scope(
             tokio::time::sleep(SHUTDOWN_GRACE).await;
         }
     };
-    let running = controller
-        .with_config(controller::Config::default().concurrency(concurrency))
-        // A Secret created or changed re-triggers the VbsBackups that name it. Only metadata of the
-        // event is used; Secret data is never cached.
-        .watches(
-            secrets,
-            watcher::Config::default().any_semantic(),
-            move |secret: Secret| {
-                let (ns, name) = (secret.namespace(), secret.name_any());
-                store
-                    .state()
-                    .into_iter()
-                    .filter(|b| b.namespace() == ns && b.spec.cloud_ref.secret_name == name)
-                    .map(|b| ObjectRef::from_obj(&*b))
-                    .collect::<Vec<_>>()
-            },
-        )
+    let running = Controller::for_stream(objects, store)
+        // Unbounded workers: what is scarce (cloud calls, Kubernetes calls) is bounded where it is
+        // spent, so that a tenant whose cloud hangs cannot hold workers that other tenants need.
+        .with_config(controller::Config::default().concurrency(0))
+        .reconcile_on(secret_triggers)
         .graceful_shutdown_on(shutdown)
         .run(reconcile::reconcile, reconcile::error_policy, ctx)
         .for_each(|result| async move {
             match result {
                 Ok(_) => {}
-                // Failed reconciles are logged by the error policy.
-                Err(controller::Error::ReconcilerFailed(..)) => {}
-                Err(controller::Error::QueueError(e)) => tracing::error!(
-                    error = %e,
-                    "cannot watch VbsBackups or Secrets (the operator needs get/list/watch on both); retrying"
-                ),
+                // Failed reconciles are logged by the error policy; watch errors where the watch
+                // is built.
+                Err(controller::Error::ReconcilerFailed(..)) | Err(controller::Error::QueueError(_)) => {}
                 Err(e) => tracing::warn!(error = %e, "controller error"),
             }
         });

@@ -1,29 +1,28 @@
-//! One reconcile: read the Secret, ask the cloud, map to status, write it if it changed, publish
-//! Events for transitions, and decide when to look again.
+//! One reconcile: get the cloud profile (cached per Secret version), ask the cloud, map to status,
+//! write it if it changed, publish Events for transitions, and decide when to look again.
 
-use std::sync::{Arc, PoisonError};
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
 use std::time::Duration;
 
+use futures::FutureExt;
 use jiff::{Timestamp, Unit};
-use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
-use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
-use tracing::{info, instrument, warn};
+use tracing::{error, info, instrument, warn};
 
 use super::Context;
-use super::requeue::{Observation, is_retryable_failure};
-use crate::cloud::{CloudError, load_cloud};
+use super::requeue::{Observation, parse_duration};
+use super::secrets::ProfileError;
+use crate::cloud::CloudError;
 use crate::crd::{VbsBackup, VbsBackupStatus};
 use crate::status::{self, FailureReason, SyncFailure, SyncOutcome};
 
 /// Field manager of the operator's server-side-apply status patches.
 pub const FIELD_MANAGER: &str = "vbs-operator";
-/// The Secret key holding clouds.yaml.
-pub const CLOUDS_YAML_KEY: &str = "clouds.yaml";
 
 /// Errors that stop a reconcile short; cloud-side problems are not among them (they are reported
 /// in the `Synced` condition instead).
@@ -41,13 +40,17 @@ pub enum Error {
         name: String,
         source: kube::Error,
     },
+    /// A bug met an input it did not expect. The reconcile is abandoned and retried after the
+    /// longest backoff; every other VbsBackup goes on as before.
+    #[error("the reconcile panicked: {message}")]
+    Panicked { message: String },
 }
 
 #[instrument(skip_all, fields(namespace = obj.namespace(), vbsbackup = obj.name_any(), backup_id = obj.spec.backup_id))]
 pub async fn reconcile(obj: Arc<VbsBackup>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = std::time::Instant::now();
     ctx.metrics.reconciles.inc();
-    let result = reconcile_inner(&obj, &ctx).await;
+    let result = guard_panics(reconcile_inner(&obj, &ctx)).await;
     ctx.metrics
         .reconcile_duration
         .observe(started.elapsed().as_secs_f64());
@@ -57,16 +60,43 @@ pub async fn reconcile(obj: Arc<VbsBackup>, ctx: Arc<Context>) -> Result<Action,
     result
 }
 
+/// Runs one reconcile so that a panic in it becomes [`Error::Panicked`] instead of unwinding into
+/// kube-runtime, which would end the process (it unwraps the task's result) and with it the
+/// statuses of every namespace.
+pub async fn guard_panics<F>(reconcile: F) -> Result<Action, Error>
+where
+    F: Future<Output = Result<Action, Error>>,
+{
+    match AssertUnwindSafe(reconcile).catch_unwind().await {
+        Ok(result) => result,
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic payload".into());
+            let message = status::truncate(&message, 300);
+            error!(%message, "reconcile panicked; retrying later");
+            Err(Error::Panicked { message })
+        }
+    }
+}
+
 async fn reconcile_inner(obj: &VbsBackup, ctx: &Context) -> Result<Action, Error> {
     let namespace = obj.namespace().unwrap_or_default();
     let name = obj.name_any();
     let (outcome, retry_after) = observe(obj, &namespace, ctx).await?;
     match &outcome {
-        SyncOutcome::Observed(_) => ctx.metrics.synced(
-            &namespace,
-            &name,
-            Timestamp::now().as_millisecond() as f64 / 1000.0,
-        ),
+        SyncOutcome::Observed(backup) => {
+            for (field, problem) in status::anomalies(backup) {
+                warn!(field, "the cloud's answer: {problem}");
+            }
+            ctx.metrics.synced(
+                &namespace,
+                &name,
+                Timestamp::now().as_millisecond() as f64 / 1000.0,
+            );
+        }
         SyncOutcome::Failed(f) => ctx.metrics.failure(f.reason.as_str()),
     }
 
@@ -76,113 +106,124 @@ async fn reconcile_inner(obj: &VbsBackup, ctx: &Context) -> Result<Action, Error
         .unwrap_or_else(|_| Timestamp::now());
     let desired = status::desired_status(current, &outcome, obj.metadata.generation, now);
     if current != Some(&desired) {
-        let api: Api<VbsBackup> = Api::namespaced(ctx.client.clone(), &namespace);
-        let patch = json!({
-            "apiVersion": VbsBackup::api_version(&()),
-            "kind": VbsBackup::kind(&()),
-            "status": desired,
-        });
-        api.patch_status(
-            &name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&patch),
-        )
-        .await
-        .map_err(|source| Error::PatchStatus {
-            namespace: namespace.clone(),
-            name: name.clone(),
-            source,
-        })?;
-        info!(
-            backup_status = desired.backup_status.as_deref().unwrap_or("-"),
-            "status updated"
-        );
+        write_status(obj, &namespace, &name, &desired, ctx).await?;
         publish_notices(obj, current, &desired, ctx).await;
     }
 
-    let failures = track_failures(obj, &outcome, ctx);
     let observation = Observation {
         outcome: &outcome,
         spec_interval: obj.spec.poll_interval.as_deref().and_then(parse_duration),
-        consecutive_failures: failures,
+        failing_for: failing_for(&desired, Timestamp::now()),
         retry_after,
     };
+    if let SyncOutcome::Failed(f) = &outcome {
+        info!(reason = f.reason.as_str(), message = %f.message, "the backup's state could not be read");
+    }
     Ok(Action::requeue(
         ctx.poll.delay(&observation, rand::random::<f64>()),
     ))
 }
 
-/// Requeues a reconcile that could not finish (Kubernetes API trouble) with the same backoff.
-pub fn error_policy(obj: Arc<VbsBackup>, error: &Error, ctx: Arc<Context>) -> Action {
-    let failures = ctx.record_failure(&obj);
-    warn!(namespace = obj.namespace(), name = obj.name_any(), %error, failures, "reconcile failed");
-    Action::requeue(ctx.poll.backoff(failures))
+async fn write_status(
+    obj: &VbsBackup,
+    namespace: &str,
+    name: &str,
+    desired: &VbsBackupStatus,
+    ctx: &Context,
+) -> Result<(), Error> {
+    let api: Api<VbsBackup> = Api::namespaced(ctx.client.clone(), namespace);
+    let patch = json!({
+        "apiVersion": VbsBackup::api_version(&()),
+        "kind": VbsBackup::kind(&()),
+        "status": desired,
+    });
+    let _slot = ctx.kube_slots.acquire().await.ok();
+    api.patch_status(
+        name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .map_err(|source| Error::PatchStatus {
+        namespace: namespace.to_string(),
+        name: name.to_string(),
+        source,
+    })?;
+    ctx.metrics.status_writes.inc();
+    info!(
+        backup_status = desired.backup_status.as_deref().unwrap_or("-"),
+        generation = obj.metadata.generation,
+        "status updated"
+    );
+    Ok(())
 }
 
-/// Reads the Secret and asks the cloud. Only a failure to read the Secret through the Kubernetes
-/// API (other than its absence) is an error; everything else is an outcome to report.
+/// How long the queries of this VbsBackup have been failing: since its `Synced` condition last
+/// turned False (zero when it is not False).
+fn failing_for(status: &VbsBackupStatus, now: Timestamp) -> Duration {
+    status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == status::SYNCED && c.status == "False")
+        .and_then(|c| Duration::try_from(now.duration_since(c.last_transition_time.0)).ok())
+        .unwrap_or(Duration::ZERO)
+}
+
+/// Requeues a reconcile that could not finish (Kubernetes API trouble, or a panic) with the same
+/// backoff as failed cloud queries; a panic waits the longest backoff.
+pub fn error_policy(obj: Arc<VbsBackup>, error: &Error, ctx: Arc<Context>) -> Action {
+    let delay = match error {
+        Error::Panicked { .. } => ctx.poll.max_backoff,
+        _ => {
+            let since = obj
+                .status
+                .as_ref()
+                .map_or(Duration::ZERO, |s| failing_for(s, Timestamp::now()));
+            ctx.poll.backoff(since)
+        }
+    };
+    warn!(namespace = obj.namespace(), name = obj.name_any(), %error, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
+}
+
+/// Gets the cloud profile and asks the cloud. Only a failure to read the Secret through the
+/// Kubernetes API (other than its absence or RBAC) is an error; everything else is an outcome to
+/// report.
 async fn observe(
     obj: &VbsBackup,
     namespace: &str,
     ctx: &Context,
 ) -> Result<(SyncOutcome, Option<Duration>), Error> {
     let secret_name = &obj.spec.cloud_ref.secret_name;
-    let fail = |reason, message: String| Ok((SyncOutcome::Failed(SyncFailure { reason, message }), None));
-
-    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
-    let secret = match secrets.get_opt(secret_name).await {
-        Ok(secret) => secret,
-        // Missing RBAC is a state for the user to see on the resource, not a crash loop.
-        Err(kube::Error::Api(status)) if status.code == 403 => {
-            return fail(
-                FailureReason::SecretForbidden,
-                format!(
-                    "the operator may not read Secret {namespace}/{secret_name} ({}): grant it get, list and \
-                     watch on secrets in this namespace",
-                    status.message
-                ),
-            );
-        }
-        Err(source) => {
+    let profile = {
+        let _slot = ctx.kube_slots.acquire().await.ok();
+        ctx.secrets
+            .profile(
+                &ctx.client,
+                namespace,
+                secret_name,
+                obj.spec.cloud_ref.cloud.as_deref(),
+                || {
+                    ctx.metrics.secret_reads.inc();
+                },
+            )
+            .await
+    };
+    let profile = match profile {
+        Ok(p) => p,
+        Err(ProfileError::Reported(failure)) => return Ok((SyncOutcome::Failed(failure), None)),
+        Err(ProfileError::Kube {
+            namespace,
+            name,
+            source,
+        }) => {
             return Err(Error::ReadSecret {
-                namespace: namespace.to_string(),
-                name: secret_name.clone(),
+                namespace,
+                name,
                 source,
             });
         }
     };
-    let Some(secret) = secret else {
-        return fail(
-            FailureReason::SecretNotFound,
-            format!(
-                "Secret {namespace}/{secret_name} does not exist: create it with a `{CLOUDS_YAML_KEY}` key"
-            ),
-        );
-    };
-    let Some(bytes) = secret.data.as_ref().and_then(|d| d.get(CLOUDS_YAML_KEY)) else {
-        return fail(
-            FailureReason::InvalidCloudConfig,
-            format!("Secret {namespace}/{secret_name} has no `{CLOUDS_YAML_KEY}` key"),
-        );
-    };
-    let Ok(text) = std::str::from_utf8(&bytes.0) else {
-        return fail(
-            FailureReason::InvalidCloudConfig,
-            format!("Secret {namespace}/{secret_name}: `{CLOUDS_YAML_KEY}` is not UTF-8 text"),
-        );
-    };
-    let profile = match load_cloud(text, obj.spec.cloud_ref.cloud.as_deref()) {
-        Ok(p) => p,
-        Err(e) => {
-            return fail(
-                FailureReason::InvalidCloudConfig,
-                format!("Secret {namespace}/{secret_name}: {e}"),
-            );
-        }
-    };
-
-    // The semaphore is never closed, so acquiring only waits.
-    let _slot = ctx.cloud_slots.acquire().await.ok();
     match ctx.cloud.show_backup(&profile, &obj.spec.backup_id).await {
         Ok(backup) => Ok((SyncOutcome::observed(backup), None)),
         Err(e) => {
@@ -202,20 +243,8 @@ pub fn failure_reason(e: &CloudError) -> FailureReason {
         CloudError::Api { .. }
         | CloudError::Timeout { .. }
         | CloudError::Transport { .. }
-        | CloudError::Decode { .. } => FailureReason::ApiError,
-    }
-}
-
-/// Counts failed queries in a row for backoff; a success or a reported state resets the count.
-fn track_failures(obj: &VbsBackup, outcome: &SyncOutcome, ctx: &Context) -> u32 {
-    if is_retryable_failure(outcome) {
-        ctx.record_failure(obj)
-    } else {
-        ctx.failures
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&ObjectRef::from_obj(obj));
-        0
+        | CloudError::Decode { .. }
+        | CloudError::CircuitOpen { .. } => FailureReason::ApiError,
     }
 }
 
@@ -238,28 +267,58 @@ async fn publish_notices(
             action: "Sync".into(),
             secondary: None,
         };
-        if let Err(e) = ctx.recorder.publish(&event, &reference).await {
-            warn!(error = %e, "cannot publish event");
+        let _slot = ctx.kube_slots.acquire().await.ok();
+        match ctx.recorder.publish(&event, &reference).await {
+            Ok(()) => {
+                ctx.metrics.events.inc();
+            }
+            Err(e) => warn!(error = %e, "cannot publish event"),
         }
     }
-}
-
-/// `spec.pollInterval` (`90s`, `10m`, `1h30m`) as a duration; `None` when it does not parse or is
-/// negative (the CRD schema refuses such values on create).
-pub fn parse_duration(value: &str) -> Option<Duration> {
-    let d: kube::core::Duration = value.parse().ok()?;
-    Some(d.into())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    #[tokio::test]
+    async fn a_panicking_reconcile_becomes_an_error() {
+        let result = guard_panics(async { panic!("boom at {}", 42) }).await;
+        assert!(
+            matches!(result, Err(Error::Panicked { ref message }) if message == "boom at 42"),
+            "{result:?}"
+        );
+        let fine = guard_panics(async { Ok(Action::await_change()) }).await;
+        assert!(fine.is_ok());
+    }
+
     #[test]
-    fn poll_interval_parsing() {
-        assert_eq!(parse_duration("10m"), Some(Duration::from_secs(600)));
-        assert_eq!(parse_duration("1h30m"), Some(Duration::from_secs(5400)));
-        assert_eq!(parse_duration("90s"), Some(Duration::from_secs(90)));
-        assert_eq!(parse_duration("soon"), None);
+    fn failing_for_reads_the_synced_condition() {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+        let since: Timestamp = "2026-11-27T10:00:00Z".parse().expect("time");
+        let cond = |status: &str| Condition {
+            type_: status::SYNCED.into(),
+            status: status.into(),
+            reason: "ApiError".into(),
+            message: String::new(),
+            observed_generation: None,
+            last_transition_time: Time(since),
+        };
+        let now = since + jiff::SignedDuration::from_secs(40);
+        let failing = VbsBackupStatus {
+            conditions: vec![cond("False")],
+            ..Default::default()
+        };
+        assert_eq!(failing_for(&failing, now), Duration::from_secs(40));
+        let fine = VbsBackupStatus {
+            conditions: vec![cond("True")],
+            ..Default::default()
+        };
+        assert_eq!(failing_for(&fine, now), Duration::ZERO);
+        assert_eq!(
+            failing_for(&failing, since - jiff::SignedDuration::from_secs(5)),
+            Duration::ZERO,
+            "clock skew"
+        );
     }
 }

@@ -7,6 +7,11 @@ use crate::status::{FailureReason, SyncOutcome, is_transitional};
 
 /// Settled intervals below this are raised to it.
 pub const MIN_POLL_INTERVAL: Duration = Duration::from_secs(10);
+/// Longest `spec.pollInterval` honoured (the CRD refuses longer ones where the API server checks
+/// CEL rules; older servers let them through, and they are lowered to this).
+pub const MAX_POLL_INTERVAL: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Longest `spec.pollInterval` text accepted (also the CRD's `maxLength`).
+pub const MAX_DURATION_CHARS: usize = 32;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct PollPolicy {
@@ -14,7 +19,8 @@ pub struct PollPolicy {
     pub fast: Duration,
     /// Interval for settled backups, unless `spec.pollInterval` says otherwise.
     pub settled: Duration,
-    /// First retry after a failed query; doubles per consecutive failure.
+    /// First retry after a failed query; the delay then grows with the time the failures have
+    /// lasted, so it doubles per retry.
     pub initial_backoff: Duration,
     pub max_backoff: Duration,
     /// Each delay is spread by ±this fraction so that resources created together drift apart.
@@ -42,8 +48,10 @@ pub struct Observation<'a> {
     pub outcome: &'a SyncOutcome,
     /// `spec.pollInterval`, parsed.
     pub spec_interval: Option<Duration>,
-    /// Failed queries in a row, this one included (0 after a success).
-    pub consecutive_failures: u32,
+    /// How long the queries have been failing, from the `Synced` condition's last transition to
+    /// False (zero on the first failure). No counter is kept anywhere: the status is the memory,
+    /// and it survives a restart of the operator.
+    pub failing_for: Duration,
     pub retry_after: Option<Duration>,
 }
 
@@ -58,23 +66,24 @@ pub fn is_retryable_failure(outcome: &SyncOutcome) -> bool {
 }
 
 impl PollPolicy {
-    /// `initial_backoff` doubled per failure in a row after the first, capped at `max_backoff`.
-    pub fn backoff(&self, consecutive_failures: u32) -> Duration {
-        let exp = consecutive_failures.saturating_sub(1).min(30);
-        self.initial_backoff
-            .saturating_mul(1u32 << exp)
-            .min(self.max_backoff)
+    /// The retry delay after failures that have lasted `failing_for`: the time they have lasted,
+    /// at least `initial_backoff` and at most `max_backoff`. Retries therefore come at 0, i, 2i,
+    /// 4i, ... after the first failure: exponential backoff without a counter.
+    pub fn backoff(&self, failing_for: Duration) -> Duration {
+        failing_for.clamp(self.initial_backoff, self.max_backoff.max(self.initial_backoff))
     }
 
     /// The delay before the next reconcile, before jitter.
     pub fn base_delay(&self, o: &Observation<'_>) -> Duration {
         if is_retryable_failure(o.outcome) {
-            let backoff = self.backoff(o.consecutive_failures);
+            let backoff = self.backoff(o.failing_for);
             return o.retry_after.map_or(backoff, |ra| backoff.max(ra));
         }
         match o.outcome {
             SyncOutcome::Observed(b) if b.status.as_deref().is_some_and(is_transitional) => self.fast,
-            _ => o.spec_interval.map_or(self.settled, |d| d.max(self.min_settled)),
+            _ => o
+                .spec_interval
+                .map_or(self.settled, |d| d.clamp(self.min_settled, MAX_POLL_INTERVAL)),
         }
     }
 
@@ -82,13 +91,67 @@ impl PollPolicy {
     /// `Retry-After` is never undercut.
     pub fn delay(&self, o: &Observation<'_>, unit: f64) -> Duration {
         let base = self.base_delay(o);
-        let factor = 1.0 + self.jitter * (2.0 * unit.clamp(0.0, 1.0) - 1.0);
-        let jittered = base.mul_f64(factor.max(0.0));
+        let unit = if unit.is_finite() {
+            unit.clamp(0.0, 1.0)
+        } else {
+            0.5
+        };
+        let factor = 1.0 + self.jitter.clamp(0.0, 1.0) * (2.0 * unit - 1.0);
+        let jittered = Duration::try_from_secs_f64(base.as_secs_f64() * factor).unwrap_or(base);
         match o.retry_after {
             Some(ra) if is_retryable_failure(o.outcome) => jittered.max(ra),
             _ => jittered,
         }
     }
+}
+
+/// `spec.pollInterval` (`90s`, `10m`, `1h30m`, `1.5h`: Go's duration syntax without signs) as a
+/// duration, at most [`MAX_POLL_INTERVAL`]; `None` when it does not parse. Tenant input: the
+/// arithmetic is checked and the text is bounded, so no value can overflow.
+pub fn parse_duration(value: &str) -> Option<Duration> {
+    if value.is_empty() || value.len() > MAX_DURATION_CHARS {
+        return None;
+    }
+    let mut total_ms: u128 = 0;
+    let mut rest = value;
+    while !rest.is_empty() {
+        let number_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+        let (number, tail) = rest.split_at(number_len);
+        let (unit_ms, unit_len): (u128, usize) = if tail.starts_with("ms") {
+            (1, 2)
+        } else if tail.starts_with('s') {
+            (1_000, 1)
+        } else if tail.starts_with('m') {
+            (60_000, 1)
+        } else if tail.starts_with('h') {
+            (3_600_000, 1)
+        } else {
+            return None;
+        };
+        rest = &tail[unit_len..];
+        let (whole, fraction) = match number.split_once('.') {
+            Some((w, f)) if !f.is_empty() => (w, f),
+            Some(_) => return None,
+            None => (number, ""),
+        };
+        if whole.is_empty()
+            || !whole.bytes().all(|b| b.is_ascii_digit())
+            || !fraction.bytes().all(|b| b.is_ascii_digit())
+        {
+            return None;
+        }
+        // At most 32 digits each: both fit a u128 with room for the unit.
+        let whole_ms = whole.parse::<u128>().ok()?.checked_mul(unit_ms)?;
+        let fraction_ms = if fraction.is_empty() {
+            0
+        } else {
+            let scale = 10u128.checked_pow(u32::try_from(fraction.len()).ok()?)?;
+            fraction.parse::<u128>().ok()?.checked_mul(unit_ms)? / scale
+        };
+        total_ms = total_ms.checked_add(whole_ms)?.checked_add(fraction_ms)?;
+    }
+    let max_ms = MAX_POLL_INTERVAL.as_millis();
+    Some(Duration::from_millis(u64::try_from(total_ms.min(max_ms)).ok()?))
 }
 
 #[cfg(test)]
@@ -112,11 +175,11 @@ mod tests {
         })
     }
 
-    fn obs(outcome: &SyncOutcome, failures: u32) -> Observation<'_> {
+    fn obs(outcome: &SyncOutcome, failing_secs: u64) -> Observation<'_> {
         Observation {
             outcome,
             spec_interval: None,
-            consecutive_failures: failures,
+            failing_for: Duration::from_secs(failing_secs),
             retry_after: None,
         }
     }
@@ -169,11 +232,87 @@ mod tests {
     fn failures_back_off_exponentially_and_cap() {
         let p = PollPolicy::default();
         let f = failed(FailureReason::ApiError);
-        let delays: Vec<u64> = (1..=8).map(|n| p.base_delay(&obs(&f, n)).as_secs()).collect();
-        assert_eq!(delays, vec![5, 10, 20, 40, 80, 160, 300, 300]);
-        assert_eq!(p.base_delay(&obs(&f, u32::MAX)).as_secs(), 300);
+        // Simulate the retries: each one comes `delay` after the previous.
+        let mut failing_for = 0;
+        let mut delays = Vec::new();
+        for _ in 0..9 {
+            let d = p.base_delay(&obs(&f, failing_for)).as_secs();
+            delays.push(d);
+            failing_for += d;
+        }
+        assert_eq!(delays, vec![5, 5, 10, 20, 40, 80, 160, 300, 300]);
+        assert_eq!(p.base_delay(&obs(&f, u64::MAX)).as_secs(), 300);
         let auth = failed(FailureReason::AuthenticationFailed);
-        assert_eq!(p.base_delay(&obs(&auth, 2)).as_secs(), 10);
+        assert_eq!(p.base_delay(&obs(&auth, 10)).as_secs(), 10);
+    }
+
+    #[test]
+    fn poll_interval_parsing() {
+        assert_eq!(parse_duration("10m"), Some(Duration::from_secs(600)));
+        assert_eq!(parse_duration("1h30m"), Some(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("90s"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_duration("1.5h"), Some(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+        for bad in ["soon", "", "10", "m", "1.h", ".5h", "-5m", "1d", "5 m"] {
+            assert_eq!(parse_duration(bad), None, "{bad:?}");
+        }
+        assert_eq!(parse_duration("99999999999999999999h"), Some(MAX_POLL_INTERVAL));
+        assert_eq!(parse_duration("169h"), Some(MAX_POLL_INTERVAL));
+        assert_eq!(
+            parse_duration(&"9".repeat(40)),
+            None,
+            "longer than the CRD allows"
+        );
+    }
+
+    #[test]
+    fn huge_spec_intervals_are_clamped_not_fatal() {
+        let p = PollPolicy::default();
+        let o = observed("available");
+        let with = Observation {
+            spec_interval: parse_duration("99999999999999999999h"),
+            ..obs(&o, 0)
+        };
+        assert_eq!(p.base_delay(&with), MAX_POLL_INTERVAL);
+        assert!(p.delay(&with, 0.999) <= MAX_POLL_INTERVAL.mul_f64(1.1));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn durations_never_panic(text in "[0-9.hms]{0,40}", other in ".{0,40}") {
+            for t in [&text, &other] {
+                if let Some(d) = parse_duration(t) {
+                    proptest::prop_assert!(d <= MAX_POLL_INTERVAL);
+                }
+            }
+        }
+
+        #[test]
+        fn delays_are_bounded(
+            failing_secs in proptest::num::u64::ANY,
+            retry_after_secs in proptest::option::of(0u64..=3600),
+            spec_secs in proptest::option::of(proptest::num::u64::ANY),
+            unit in proptest::num::f64::ANY,
+            reason in 0usize..3,
+        ) {
+            let p = PollPolicy::default();
+            let outcome = match reason {
+                0 => failed(FailureReason::ApiError),
+                1 => observed("available"),
+                _ => observed("creating"),
+            };
+            let o = Observation {
+                outcome: &outcome,
+                spec_interval: spec_secs.map(Duration::from_secs),
+                failing_for: Duration::from_secs(failing_secs),
+                retry_after: retry_after_secs.map(Duration::from_secs),
+            };
+            let d = p.delay(&o, unit);
+            proptest::prop_assert!(d <= MAX_POLL_INTERVAL.mul_f64(1.1) + Duration::from_secs(1));
+            if let (0, Some(ra)) = (reason, o.retry_after) {
+                proptest::prop_assert!(d >= ra, "Retry-After undercut: {d:?} < {ra:?}");
+            }
+        }
     }
 
     #[test]
