@@ -73,10 +73,11 @@ pub struct VbsBackupSpec {
 
     /// How often a settled backup (available, error, ...) is polled, as a Go-style duration
     /// (`90s`, `10m`, `1h`). Defaults to the operator's `--poll-interval` (10m); values under 10s
-    /// are raised to 10s. Backups in a transitional state (creating, restoring, deleting) are
-    /// always polled at the operator's fast interval.
+    /// are raised to 10s, and the longest is 168h (7 days). Backups in a transitional state
+    /// (creating, restoring, deleting) are always polled at the operator's fast interval.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = DURATION_PATTERN))]
+    #[schemars(regex(pattern = DURATION_PATTERN), length(max = 32))]
+    #[x_kube(validation = Rule::new("duration(self) <= duration('168h')").message("pollInterval must be at most 168h (7 days)"))]
     pub poll_interval: Option<String>,
 }
 
@@ -90,7 +91,7 @@ pub struct CloudRef {
 
     /// Entry of `clouds:` in clouds.yaml to use. Optional when the file holds exactly one cloud.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1, max = 253))]
     pub cloud: Option<String>,
 }
 
@@ -215,6 +216,12 @@ mod tests {
         assert_eq!(
             spec["properties"]["cloudRef"]["properties"]["secretName"]["minLength"],
             1
+        );
+        let poll = &spec["properties"]["pollInterval"];
+        assert_eq!(poll["maxLength"], 32);
+        assert_eq!(
+            poll["x-kubernetes-validations"][0]["rule"],
+            "duration(self) <= duration('168h')"
         );
         let required = spec["required"].as_array().expect("required list");
         assert!(required.contains(&"backupId".into()) && required.contains(&"cloudRef".into()));

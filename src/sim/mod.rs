@@ -8,4 +8,4 @@ mod server;
 mod state;
 
 pub use server::{router, serve, serve_tls};
-pub use state::{ErrorStyle, Fault, FaultTarget, Seed, SeedKey, SeedUser, Sim};
+pub use state::{ErrorStyle, Fault, FaultTarget, Seed, SeedKey, SeedUser, Sim, with_defaults};

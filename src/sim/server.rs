@@ -132,6 +132,21 @@ async fn apply_fault(sim: &Sim, target: FaultTarget, backup_id: Option<&str>) ->
     if fault.delay_ms > 0 {
         tokio::time::sleep(Duration::from_millis(fault.delay_ms)).await;
     }
+    if let Some(location) = &fault.redirect_to {
+        let status = fault
+            .status
+            .and_then(|s| StatusCode::from_u16(s).ok())
+            .filter(StatusCode::is_redirection)
+            .unwrap_or(StatusCode::TEMPORARY_REDIRECT);
+        let mut resp = status.into_response();
+        if let Ok(v) = HeaderValue::from_str(location) {
+            resp.headers_mut().insert("location", v);
+        }
+        return Some(resp);
+    }
+    if let Some(size) = fault.body_bytes {
+        return Some(huge_body(backup_id.unwrap_or("x"), size));
+    }
     let status = fault
         .status
         .and_then(|s| StatusCode::from_u16(s).ok())
@@ -156,6 +171,31 @@ async fn apply_fault(sim: &Sim, target: FaultTarget, backup_id: Option<&str>) ->
         resp.headers_mut().insert("retry-after", v);
     }
     Some(resp)
+}
+
+/// A 200 answer of `size` bytes: a valid backup document whose description is padding, streamed in
+/// 64 KiB chunks so that the simulator itself stays small.
+fn huge_body(backup_id: &str, size: u64) -> Response {
+    const CHUNK: usize = 64 * 1024;
+    let head = format!(r#"{{"backup": {{"id": "{backup_id}", "status": "available", "description": ""#);
+    let tail = "\"}}";
+    let padding = size.saturating_sub((head.len() + tail.len()) as u64);
+    let full_chunks = padding / CHUNK as u64;
+    let rest = (padding % CHUNK as u64) as usize;
+    let chunk = bytes::Bytes::from(vec![b'x'; CHUNK]);
+    let body = futures::stream::iter(
+        std::iter::once(bytes::Bytes::from(head))
+            .chain(std::iter::repeat_n(chunk, full_chunks as usize))
+            .chain(std::iter::once(bytes::Bytes::from(vec![b'x'; rest])))
+            .chain(std::iter::once(bytes::Bytes::from_static(tail.as_bytes())))
+            .map(Ok::<_, std::io::Error>),
+    );
+    (
+        StatusCode::OK,
+        [("content-type", "application/json")],
+        axum::body::Body::from_stream(body),
+    )
+        .into_response()
 }
 
 async fn create_token(State(sim): AppState, Json(body): Json<Value>) -> Response {
@@ -214,6 +254,7 @@ async fn show_backup(
     headers: HeaderMap,
 ) -> Response {
     sim.count("show");
+    sim.record_show(&backup_id);
     if let Err(refusal) = auth::check_call(&sim, &method, &uri, &headers, &project_id) {
         return refusal_response(&sim, refusal);
     }

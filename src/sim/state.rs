@@ -88,6 +88,11 @@ pub struct Fault {
     pub style: ErrorStyle,
     /// How many calls it applies to; forever when unset.
     pub times: Option<u32>,
+    /// Answer with a redirect (`status`, 307 by default) to this URL, as a misconfigured proxy or a
+    /// hostile endpoint would.
+    pub redirect_to: Option<String>,
+    /// Answer 200 with a body of this many bytes (a JSON document padded with spaces), streamed.
+    pub body_bytes: Option<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -102,7 +107,13 @@ pub struct Stats {
     pub requests: BTreeMap<String, u64>,
     /// Successful show calls per backup ID.
     pub shows_by_backup: BTreeMap<String, u64>,
+    /// Every show call (answered or not) per backup ID, as milliseconds since the simulator
+    /// started; the most recent [`MAX_CALL_LOG`] per backup.
+    pub show_times_ms: BTreeMap<String, Vec<u64>>,
 }
+
+/// Call times kept per backup.
+pub const MAX_CALL_LOG: usize = 1000;
 
 #[derive(Debug, Default)]
 pub struct World {
@@ -120,6 +131,7 @@ pub struct World {
 /// Shared simulator state.
 pub struct Sim {
     world: Mutex<World>,
+    started: std::time::Instant,
     /// Base URL the simulator advertises in catalogs and links.
     pub public_url: String,
 }
@@ -153,6 +165,7 @@ impl Sim {
         }
         Sim {
             world: Mutex::new(world),
+            started: std::time::Instant::now(),
             public_url: public_url.trim_end_matches('/').to_string(),
         }
     }
@@ -175,6 +188,17 @@ impl Sim {
         }
         w.faults.retain(|f| f.times != Some(0));
         Some(fault)
+    }
+
+    /// Records a show call of `backup_id` at the current time.
+    pub fn record_show(&self, backup_id: &str) {
+        let at = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let mut w = self.world();
+        let times = w.stats.show_times_ms.entry(backup_id.to_string()).or_default();
+        if times.len() == MAX_CALL_LOG {
+            times.remove(0);
+        }
+        times.push(at);
     }
 
     pub fn count(&self, kind: &str) {

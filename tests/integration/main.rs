@@ -6,6 +6,7 @@ mod harness;
 mod auth;
 mod chart;
 mod cli;
+mod cloud_client;
 mod faults;
 mod lifecycle;
 mod operations;
