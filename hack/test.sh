@@ -20,6 +20,9 @@ export PATH
 cargo build --locked --all-targets
 
 dir=$(mktemp -d "${TMPDIR:-/tmp}/vbs-test-cluster.XXXXXX")
+# The fault suite (tests/integration/resilience.rs and friends) adds a row per fault here.
+export VBS_FAULT_REPORT="$dir/fault-report.tsv"
+: >"$VBS_FAULT_REPORT"
 cleanup() {
   cluster_stop "$dir"
   rm -rf "$dir"
@@ -29,4 +32,16 @@ cluster_start "$dir"
 export KUBECONFIG="$CLUSTER_KUBECONFIG"
 
 # Each integration test runs its own simulator and operator; four at a time suit two cores.
-cargo test --locked --all-targets "$@" -- --test-threads="${VBS_TEST_THREADS:-4}"
+status=0
+cargo test --locked --all-targets "$@" -- --test-threads="${VBS_TEST_THREADS:-4}" || status=$?
+
+if [[ -s $VBS_FAULT_REPORT ]]; then
+  echo
+  echo "Fault suite: what was tried, and what it cost (tests that passed)"
+  echo
+  echo "| fault | figures |"
+  echo "|---|---|"
+  sort "$VBS_FAULT_REPORT" | awk -F'\t' '{ printf "| %s | %s |\n", $1, $2 }'
+  echo
+fi
+exit "$status"

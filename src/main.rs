@@ -57,7 +57,7 @@ struct RunArgs {
     /// endpoint holds only this many of the global slots.
     #[arg(long, env = "VBS_CONCURRENCY_PER_HOST", default_value_t = 4)]
     concurrency_per_host: u16,
-    /// Timeouts, connection failures or 5xx answers in a row that open an endpoint host's circuit
+    /// Timeouts or connection failures in a row that open an endpoint host's circuit
     /// breaker: its calls then fail at once, without a request, for a while.
     #[arg(long, env = "VBS_BREAKER_FAILURES", default_value_t = 3)]
     breaker_failures: u32,

@@ -7,6 +7,9 @@
 #                       CLUSTER_KUBECONFIG, CLUSTER_ETCD_PID, CLUSTER_APISERVER_PID
 #   cluster_stop DIR    stop what cluster_start DIR started (by pid files); safe to repeat
 #
+# DIR/etcd.cmd and DIR/apiserver.cmd hold each component's command line (NUL-separated), so that
+# the fault tests can kill one and start it again exactly as it was.
+#
 # With KUBECONFIG set and VBS_USE_EXISTING_CLUSTER=1, cluster_start uses that cluster instead.
 #
 # The processes are background children of the shell that calls cluster_start: on this machine
@@ -153,33 +156,36 @@ cluster_start() {
   token=$(openssl rand -hex 32) || return 1
   (umask 077 && echo "$token,admin,admin,system:masters" >"$dir/pki/tokens.csv") || return 1
 
-  etcd --name default --data-dir "$dir/etcd" \
-    --listen-client-urls "http://127.0.0.1:$etcd_port" \
-    --advertise-client-urls "http://127.0.0.1:$etcd_port" \
-    --listen-peer-urls "http://127.0.0.1:$peer_port" \
-    --initial-advertise-peer-urls "http://127.0.0.1:$peer_port" \
-    --initial-cluster "default=http://127.0.0.1:$peer_port" \
-    >"$dir/etcd.log" 2>&1 &
+  local etcd_cmd=(etcd --name default --data-dir "$dir/etcd"
+    --listen-client-urls "http://127.0.0.1:$etcd_port"
+    --advertise-client-urls "http://127.0.0.1:$etcd_port"
+    --listen-peer-urls "http://127.0.0.1:$peer_port"
+    --initial-advertise-peer-urls "http://127.0.0.1:$peer_port"
+    --initial-cluster "default=http://127.0.0.1:$peer_port")
+  # The command lines, NUL-separated, so that fault tests can restart a component as it was.
+  printf '%s\0' "${etcd_cmd[@]}" >"$dir/etcd.cmd"
+  "${etcd_cmd[@]}" >"$dir/etcd.log" 2>&1 &
   CLUSTER_ETCD_PID=$!
   echo "$CLUSTER_ETCD_PID" >"$dir/etcd.pid"
 
   # Without a controller-manager nothing creates service-account tokens, so the ServiceAccount
   # admission plugin would reject every pod; tokens come from the TokenRequest API instead.
-  "$apiserver" \
-    --etcd-servers "http://127.0.0.1:$etcd_port" \
-    --bind-address=127.0.0.1 \
-    --secure-port="$api_port" \
-    --tls-cert-file="$dir/pki/apiserver.crt" \
-    --tls-private-key-file="$dir/pki/apiserver.key" \
-    --cert-dir="$dir/certs-auto" \
-    --token-auth-file="$dir/pki/tokens.csv" \
-    --authorization-mode=RBAC \
-    --service-account-issuer=https://kubernetes.default.svc \
-    --service-account-key-file="$dir/pki/sa.key" \
-    --service-account-signing-key-file="$dir/pki/sa.key" \
-    --service-cluster-ip-range=10.0.0.0/24 \
-    --disable-admission-plugins=ServiceAccount \
-    >"$dir/apiserver.log" 2>&1 &
+  local apiserver_cmd=("$apiserver"
+    --etcd-servers "http://127.0.0.1:$etcd_port"
+    --bind-address=127.0.0.1
+    --secure-port="$api_port"
+    --tls-cert-file="$dir/pki/apiserver.crt"
+    --tls-private-key-file="$dir/pki/apiserver.key"
+    --cert-dir="$dir/certs-auto"
+    --token-auth-file="$dir/pki/tokens.csv"
+    --authorization-mode=RBAC
+    --service-account-issuer=https://kubernetes.default.svc
+    --service-account-key-file="$dir/pki/sa.key"
+    --service-account-signing-key-file="$dir/pki/sa.key"
+    --service-cluster-ip-range=10.0.0.0/24
+    --disable-admission-plugins=ServiceAccount)
+  printf '%s\0' "${apiserver_cmd[@]}" >"$dir/apiserver.cmd"
+  "${apiserver_cmd[@]}" >"$dir/apiserver.log" 2>&1 &
   CLUSTER_APISERVER_PID=$!
   echo "$CLUSTER_APISERVER_PID" >"$dir/apiserver.pid"
   _cluster_log "etcd pid $CLUSTER_ETCD_PID on 127.0.0.1:$etcd_port," \

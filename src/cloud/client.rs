@@ -326,20 +326,15 @@ impl VbsClient {
             .limiter
             .acquire(&endpoint)
             .await
-            .map_err(|open| CloudError::CircuitOpen {
+            .map_err(|_| CloudError::CircuitOpen {
                 operation: op,
                 endpoint: endpoint.clone(),
-                failures: open.failures,
             })?;
         let started = std::time::Instant::now();
         let result = self.send_and_read(op, &http, request).await;
         let status = result.as_ref().ok().map(|a| a.status.as_u16());
         self.observer.request_finished(op, status, started.elapsed());
-        let outage = match &result {
-            Ok(a) => a.status.is_server_error(),
-            Err(e) => e.is_outage(),
-        };
-        permit.finish(outage);
+        permit.finish(result.as_ref().is_err_and(CloudError::is_outage));
         result
     }
 

@@ -48,13 +48,9 @@ pub enum CloudError {
     Decode { operation: Operation, detail: String },
 
     #[error(
-        "{operation} was not sent: {endpoint} failed {failures} calls in a row, so calls to it pause for a while (circuit breaker)"
+        "{operation} was not sent: {endpoint} did not answer several calls in a row (timeouts or connection failures), so calls to it pause for a while (circuit breaker)"
     )]
-    CircuitOpen {
-        operation: Operation,
-        endpoint: String,
-        failures: u32,
-    },
+    CircuitOpen { operation: Operation, endpoint: String },
 
     #[error(
         "the service catalog has no {interface} block-storage (volumev3) endpoint{region}; set block_storage_endpoint_override"
@@ -96,14 +92,12 @@ impl CloudError {
         }
     }
 
-    /// Whether this failure says the endpoint itself is unwell (no answer, or a 5xx), which is what
-    /// the circuit breaker counts. Refusals, 404s and throttling (429) are answers, not outages.
+    /// Whether this failure says the endpoint does not answer at all (a timeout or a connection
+    /// failure), which is what the circuit breaker counts: such calls hold their slots for the
+    /// whole timeout. Any HTTP answer, 5xx included, comes back quickly and is left to the
+    /// per-VbsBackup backoff.
     pub fn is_outage(&self) -> bool {
-        match self {
-            CloudError::Timeout { .. } | CloudError::Transport { .. } => true,
-            CloudError::Api { status, .. } => *status >= 500,
-            _ => false,
-        }
+        matches!(self, CloudError::Timeout { .. } | CloudError::Transport { .. })
     }
 }
 

@@ -1,6 +1,6 @@
 //! Bounds on cloud calls, so that one tenant's endpoint cannot starve the others: a global limit on
 //! calls in flight, a smaller one per endpoint host, and a circuit breaker per host that stops
-//! calling an endpoint that keeps timing out or failing with 5xx.
+//! calling an endpoint that keeps timing out or refusing connections.
 //!
 //! A host waits its turn on its own semaphore before it takes a global slot, so a tarpit (a host
 //! that accepts connections and never answers) holds at most `per_host` of the global slots, and
@@ -20,7 +20,7 @@ pub struct CallLimits {
     pub global: usize,
     /// Calls in flight at once to one endpoint host (scheme, host and port).
     pub per_host: usize,
-    /// Failures (timeouts, connection errors, 5xx) in a row that open a host's breaker.
+    /// Failures (timeouts, connection errors) in a row that open a host's breaker.
     pub breaker_threshold: u32,
     /// How long an open breaker first stays open; doubles each time it opens again, up to
     /// `breaker_max_open`.
@@ -145,7 +145,7 @@ impl HostState {
 }
 
 impl CallPermit {
-    /// Records whether the call found the host unwell (no answer, or a 5xx) and releases the slots.
+    /// Records whether the call found the host unwell (no answer) and releases the slots.
     pub fn finish(self, outage: bool) {
         let mut b = self.host.breaker.lock().unwrap_or_else(PoisonError::into_inner);
         b.record(outage, &self.limits, Instant::now());

@@ -1,5 +1,7 @@
 //! The controller: watches VbsBackups and the Secrets they name, and reconciles each one.
 
+#[cfg(test)]
+mod mock_tests;
 mod reconcile;
 pub mod requeue;
 pub mod secrets;
@@ -142,7 +144,7 @@ pub async fn run(
 fn watch_backoff() -> ResetTimerBackoff<watcher::ExponentialBackoff> {
     let exponential = backon::ExponentialBuilder::default()
         .with_min_delay(Duration::from_millis(250))
-        .with_max_delay(Duration::from_secs(5))
+        .with_max_delay(Duration::from_secs(2))
         .with_factor(2.0)
         .with_jitter()
         .without_max_times();

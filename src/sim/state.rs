@@ -107,8 +107,8 @@ pub struct Stats {
     pub requests: BTreeMap<String, u64>,
     /// Successful show calls per backup ID.
     pub shows_by_backup: BTreeMap<String, u64>,
-    /// Every show call (answered or not) per backup ID, as milliseconds since the simulator
-    /// started; the most recent [`MAX_CALL_LOG`] per backup.
+    /// Every show call (answered or not) per backup ID, as Unix time in milliseconds; the most
+    /// recent [`MAX_CALL_LOG`] per backup.
     pub show_times_ms: BTreeMap<String, Vec<u64>>,
 }
 
@@ -131,7 +131,6 @@ pub struct World {
 /// Shared simulator state.
 pub struct Sim {
     world: Mutex<World>,
-    started: std::time::Instant,
     /// Base URL the simulator advertises in catalogs and links.
     pub public_url: String,
 }
@@ -165,7 +164,6 @@ impl Sim {
         }
         Sim {
             world: Mutex::new(world),
-            started: std::time::Instant::now(),
             public_url: public_url.trim_end_matches('/').to_string(),
         }
     }
@@ -192,7 +190,9 @@ impl Sim {
 
     /// Records a show call of `backup_id` at the current time.
     pub fn record_show(&self, backup_id: &str) {
-        let at = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let at = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
         let mut w = self.world();
         let times = w.stats.show_times_ms.entry(backup_id.to_string()).or_default();
         if times.len() == MAX_CALL_LOG {

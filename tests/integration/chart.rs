@@ -223,7 +223,9 @@ async fn a_missing_rule_is_reported_clearly() {
         "{message}"
     );
     eventually("the watch failure to be logged", || async {
-        operator.log_text().contains("cannot watch VbsBackups or Secrets")
+        operator
+            .log_text()
+            .contains("the operator may not watch secrets: it needs get, list and watch")
     })
     .await;
     assert!(

@@ -2,15 +2,13 @@
 //! tarpits and the circuit breaker, login memory, single-flight token refresh, session keys.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde_json::json;
-use tokio::io::AsyncReadExt;
 use vbs_operator::cloud::{CallLimits, ClientOptions, CloudError, VbsClient, load_cloud};
 use vbs_operator::sim::{Fault, FaultTarget, Seed, Sim};
 
-use crate::harness::{DOMAIN, PASSWORD, PROJECT, REFERENCE_ID, USER};
+use crate::harness::{DOMAIN, Listener, PASSWORD, PROJECT, REFERENCE_ID, USER};
 
 /// A simulator in this process, serving on a free loopback port.
 async fn start_sim() -> (Arc<Sim>, String) {
@@ -51,35 +49,11 @@ fn requests(sim: &Sim, kind: &str) -> u64 {
     sim.world().stats.requests.get(kind).copied().unwrap_or(0)
 }
 
-/// A listener that records every byte it is sent and answers nothing.
-async fn recorder() -> (String, Arc<std::sync::Mutex<Vec<u8>>>, Arc<AtomicUsize>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
-    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let connections = Arc::new(AtomicUsize::new(0));
-    let (seen2, connections2) = (seen.clone(), connections.clone());
-    tokio::spawn(async move {
-        while let Ok((mut sock, _)) = listener.accept().await {
-            connections2.fetch_add(1, Ordering::SeqCst);
-            let seen = seen2.clone();
-            tokio::spawn(async move {
-                let mut buf = [0u8; 4096];
-                while let Ok(n) = sock.read(&mut buf).await {
-                    if n == 0 {
-                        break;
-                    }
-                    seen.lock().expect("lock").extend_from_slice(&buf[..n]);
-                }
-            });
-        }
-    });
-    (url, seen, connections)
-}
-
 #[tokio::test]
 async fn redirects_carry_no_credentials() {
     let (sim, url) = start_sim().await;
-    let (elsewhere, seen, connections) = recorder().await;
+    let listener = Listener::start().await;
+    let elsewhere = listener.url.clone();
     for (target, status) in [
         (FaultTarget::Auth, 307),
         (FaultTarget::Show, 308),
@@ -118,12 +92,8 @@ async fn redirects_carry_no_credentials() {
         .expect_err("redirect refused");
     assert!(err.to_string().contains("HTTP 302"), "{err}");
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(
-        connections.load(Ordering::SeqCst),
-        0,
-        "nothing followed a redirect"
-    );
-    assert!(seen.lock().expect("lock").is_empty());
+    assert_eq!(listener.connections(), 0, "nothing followed a redirect");
+    assert!(listener.received().is_empty());
 }
 
 #[tokio::test]
@@ -157,7 +127,8 @@ async fn huge_answers_are_refused_at_the_cap() {
 async fn a_tarpit_costs_only_its_own_callers() {
     let (_sim, healthy) = start_sim().await;
     // Accepts connections, never answers.
-    let (tarpit, _seen, connections) = recorder().await;
+    let listener = Listener::start().await;
+    let tarpit = listener.url.clone();
     let limits = CallLimits {
         global: 4,
         per_host: 2,
@@ -200,11 +171,7 @@ async fn a_tarpit_costs_only_its_own_callers() {
     // without a connection.
     assert!((2..=3).contains(&timeouts), "{timeouts} timeouts");
     assert_eq!(open, 10 - timeouts);
-    assert_eq!(
-        connections.load(Ordering::SeqCst),
-        timeouts,
-        "connections to the tarpit"
-    );
+    assert_eq!(listener.connections(), timeouts, "connections to the tarpit");
 }
 
 #[tokio::test]

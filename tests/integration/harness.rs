@@ -54,10 +54,13 @@ pub fn kubeconfig() -> PathBuf {
     }
 }
 
-async fn client() -> Client {
-    kubeconfig();
+async fn client_for(path: &std::path::Path) -> Client {
     vbs_operator::install_crypto_provider();
-    Client::try_default().await.expect("kube client from KUBECONFIG")
+    let kubeconfig = kube::config::Kubeconfig::read_from(path).expect("read kubeconfig");
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .expect("kube config");
+    Client::try_from(config).expect("kube client")
 }
 
 /// Installs the CRD (once; later calls find it) and waits until it is established. A plain create,
@@ -193,6 +196,14 @@ impl SimProcess {
         self.stats().await["requests"][kind].as_u64().unwrap_or(0)
     }
 
+    /// When each show call of `id` arrived, as Unix time in milliseconds.
+    pub async fn show_times(&self, id: &str) -> Vec<u64> {
+        self.stats().await["show_times_ms"][id]
+            .as_array()
+            .map(|a| a.iter().filter_map(serde_json::Value::as_u64).collect())
+            .unwrap_or_default()
+    }
+
     pub async fn shows_of(&self, id: &str) -> u64 {
         self.stats().await["shows_by_backup"][id].as_u64().unwrap_or(0)
     }
@@ -266,6 +277,38 @@ impl OperatorProcess {
     }
 }
 
+impl OperatorProcess {
+    /// The value of one series on the operator's /metrics (`name` with its labels, if any); 0 when
+    /// the series is absent or the server is not up yet.
+    pub async fn metric(&self, series: &str) -> f64 {
+        let body = match reqwest::get(format!("{}/metrics", self.http_url)).await {
+            Ok(resp) => resp.text().await.unwrap_or_default(),
+            Err(_) => return 0.0,
+        };
+        body.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0.0)
+    }
+
+    /// Peak resident memory of the process so far (VmHWM), in MiB.
+    pub fn peak_rss_mib(&self) -> f64 {
+        let pid = self.child.id().expect("operator running");
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+            .map(|kib| kib / 1024.0)
+            .expect("VmHWM")
+    }
+
+    /// Kills the process without warning (SIGKILL) and waits for it.
+    pub async fn kill(&mut self) {
+        self.child.kill().await.expect("kill operator");
+    }
+}
+
 impl Drop for OperatorProcess {
     fn drop(&mut self) {
         if std::thread::panicking() {
@@ -281,6 +324,8 @@ impl Drop for OperatorProcess {
 /// One test's world: its namespace, simulator and (once started) operator.
 pub struct TestEnv {
     pub client: Client,
+    /// The kubeconfig of the cluster this test runs against (operators get it by default).
+    pub kubeconfig: PathBuf,
     pub ns: String,
     pub sim: SimProcess,
     pub operator: Option<OperatorProcess>,
@@ -306,11 +351,17 @@ impl TestEnv {
     }
 
     pub async fn with_sim(name: &str, sim: SimProcess) -> Self {
-        let client = client().await;
+        Self::on_cluster(name, sim, kubeconfig()).await
+    }
+
+    /// A test world on the cluster of `kubeconfig` (for tests with a private control plane).
+    pub async fn on_cluster(name: &str, sim: SimProcess, kubeconfig: PathBuf) -> Self {
+        let client = client_for(&kubeconfig).await;
         ensure_crd(&client).await;
         let ns = create_namespace(&client, name).await;
         TestEnv {
             client,
+            kubeconfig,
             ns,
             sim,
             operator: None,
@@ -363,7 +414,10 @@ impl TestEnv {
         }
         cmd.arg(format!("--listen-addr=127.0.0.1:{port}"))
             .envs(opts.env)
-            .env("KUBECONFIG", opts.kubeconfig.unwrap_or_else(kubeconfig))
+            .env(
+                "KUBECONFIG",
+                opts.kubeconfig.unwrap_or_else(|| self.kubeconfig.clone()),
+            )
             .env_remove("RUST_LOG")
             .stdout(file)
             .stderr(err)
@@ -649,4 +703,171 @@ pub fn free_port() -> u16 {
 
 fn hex_suffix() -> String {
     format!("{:06x}", rand::random::<u32>() & 0xffffff)
+}
+
+/// Appends a row to the fault suite's report (`hack/test.sh` prints it as a table at the end):
+/// the fault tried, and the figures measured under it. Call it after the test's assertions.
+pub fn report(fault: &str, figures: &str) {
+    use std::io::Write;
+    let path = std::env::var_os("VBS_FAULT_REPORT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("fault-report.tsv"));
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .expect("open fault report");
+    writeln!(file, "{fault}\t{figures}").expect("write fault report");
+}
+
+/// A listener that accepts connections, records every byte sent to it and never answers: a tarpit,
+/// and the recorder of what a redirect would have leaked.
+pub struct Listener {
+    pub url: String,
+    received: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    connections: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Listener {
+    pub async fn start() -> Self {
+        use tokio::io::AsyncReadExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let connections = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (r, c) = (received.clone(), connections.clone());
+        tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                c.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let r = r.clone();
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    while let Ok(n) = sock.read(&mut buf).await {
+                        if n == 0 {
+                            break;
+                        }
+                        r.lock().expect("lock").extend_from_slice(&buf[..n]);
+                    }
+                });
+            }
+        });
+        Listener {
+            url,
+            received,
+            connections,
+        }
+    }
+
+    pub fn connections(&self) -> usize {
+        self.connections.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    pub fn received(&self) -> Vec<u8> {
+        self.received.lock().expect("lock").clone()
+    }
+}
+
+/// An etcd + kube-apiserver of this test's own (from `hack/lib/cluster.sh`), for faults that would
+/// disturb every other test: killing and restarting the API server or etcd.
+pub struct PrivateCluster {
+    dir: tempfile::TempDir,
+    pub kubeconfig: PathBuf,
+    /// Components started again by the test (children of this process, killed on drop).
+    restarted: Vec<Child>,
+}
+
+impl PrivateCluster {
+    pub async fn start() -> Self {
+        let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
+        let out = Command::new("bash")
+            .args(["-c", "source hack/lib/cluster.sh && cluster_start \"$1\"", "bash"])
+            .arg(dir.path())
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env_remove("VBS_USE_EXISTING_CLUSTER")
+            .output()
+            .await
+            .expect("run cluster_start");
+        assert!(
+            out.status.success(),
+            "cluster_start failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let kubeconfig = dir.path().join("kubeconfig");
+        PrivateCluster {
+            dir,
+            kubeconfig,
+            restarted: Vec::new(),
+        }
+    }
+
+    fn pid(&self, component: &str) -> Option<i32> {
+        std::fs::read_to_string(self.dir.path().join(format!("{component}.pid")))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    /// SIGKILLs `component` (`apiserver` or `etcd`) and waits until it is gone.
+    pub async fn kill(&self, component: &str) {
+        let pid = self.pid(component).expect("pid file");
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status();
+        eventually(&format!("{component} to die"), || async move {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let state = stat
+                .rsplit(") ")
+                .next()
+                .and_then(|r| r.split(' ').next())
+                .unwrap_or("X");
+            stat.is_empty() || state == "Z" || state == "X"
+        })
+        .await;
+    }
+
+    /// Starts `component` again with its original command line.
+    pub fn restart(&mut self, component: &str) {
+        let cmd = std::fs::read(self.dir.path().join(format!("{component}.cmd"))).expect("cmd file");
+        let argv: Vec<String> = cmd
+            .split(|b| *b == 0)
+            .filter(|a| !a.is_empty())
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join(format!("{component}.log")))
+            .expect("log");
+        let child = Command::new(&argv[0])
+            .args(&argv[1..])
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("restart component");
+        let pid = child.id().expect("pid");
+        std::fs::write(self.dir.path().join(format!("{component}.pid")), pid.to_string()).expect("pid file");
+        self.restarted.push(child);
+    }
+
+    /// Waits until the API server answers again.
+    pub async fn wait_ready(&self, client: &Client) {
+        eventually("the API server to answer", || async {
+            client.apiserver_version().await.is_ok()
+        })
+        .await;
+    }
+}
+
+impl Drop for PrivateCluster {
+    fn drop(&mut self) {
+        for component in ["apiserver", "etcd"] {
+            if let Some(pid) = self.pid(component) {
+                let _ = std::process::Command::new("kill")
+                    .args(["-KILL", &pid.to_string()])
+                    .status();
+            }
+        }
+    }
 }

@@ -11,3 +11,4 @@ mod faults;
 mod lifecycle;
 mod operations;
 mod reference;
+mod resilience;

@@ -181,12 +181,28 @@ async fn one_leader_at_a_time_and_failover() {
 
     // The leader dies without releasing the lease; the standby takes over once it expires.
     first.child.kill().await.expect("kill leader");
+    let killed = std::time::Instant::now();
     env.create_backup("two", REFERENCE_ID, "pw").await;
     env.wait_status("two", "Ready=True from the new leader", |s| {
         is(s, "Ready", ("True", "Available"))
     })
     .await;
+    let failover = killed.elapsed();
     assert!(second.log_text().contains("acquired the leader lease"));
+    // The new leader reads both backups once and writes only the new one's status: no churn.
+    eventually("the new leader to reconcile both VbsBackups", || async {
+        second.metric("vbs_reconciles_total").await >= 2.0
+    })
+    .await;
+    let writes = second.metric("vbs_status_writes_total").await;
+    assert_eq!(writes, 1.0, "the existing VbsBackup's status was rewritten");
+    report(
+        "leader SIGKILLed (2 replicas, lease 4s)",
+        &format!(
+            "standby served a new VbsBackup {:.1}s after the kill; its status writes: {writes} (the new VbsBackup only)",
+            failover.as_secs_f64()
+        ),
+    );
 
     // A leader stopped by SIGTERM hands the lease over instead of leaving it to expire.
     let status = second.terminate(std::time::Duration::from_secs(15)).await;
