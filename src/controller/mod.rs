@@ -151,9 +151,32 @@ fn watch_backoff() -> ResetTimerBackoff<watcher::ExponentialBackoff> {
     ResetTimerBackoff::new(exponential.into(), Duration::from_secs(30))
 }
 
+/// A watcher that starts over with a fresh list after any error, as client-go's reflector does.
+/// kube's watcher would resume from its last resourceVersion; after an API server restart that
+/// version is usually expired, and the new server holds such a watch for about ten seconds before
+/// it answers 410, so new objects would go unseen meanwhile. A list is one request, like a watch.
+fn relisting_watcher<K>(
+    api: Api<K>,
+    config: watcher::Config,
+) -> impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+    K::DynamicType: Default,
+{
+    futures::stream::unfold(None, move |current| {
+        let (api, config) = (api.clone(), config.clone());
+        async move {
+            let mut inner = current.unwrap_or_else(|| watcher(api, config).boxed());
+            let event = inner.next().await?;
+            let next = event.is_ok().then_some(inner);
+            Some((event, next))
+        }
+    })
+}
+
 /// A watch stream with its errors logged for what they are. An expired resourceVersion (410) is a
-/// normal event: the watcher has already reset and relists at once, so it is logged and dropped
-/// before the backoff sees it. Other errors are retried with [`watch_backoff`].
+/// normal event: the watch starts over with a list at once, so it is logged and dropped before the
+/// backoff sees it. Other errors are retried with [`watch_backoff`].
 fn logged<T>(
     kind: &'static str,
     events: impl Stream<Item = Result<T, watcher::Error>> + Send + 'static,
@@ -238,7 +261,7 @@ async fn run_scope(
     // Secrets: metadata only, so no Secret data enters the process from the watch.
     let secret_events = logged(
         "secrets",
-        watcher(secrets, watcher::Config::default().any_semantic()),
+        relisting_watcher(secrets, watcher::Config::default().any_semantic()),
     );
     let secret_triggers =
         secrets::change_triggers(ctx.secrets.clone(), secret_events, namespace, store.clone());

@@ -274,9 +274,9 @@ async fn a_tarpit_endpoint_does_not_starve_other_namespaces() {
         env.wait_synced_false(&format!("hung{i}"), "ApiError").await;
     }
     let connections = tarpit.connections();
-    // Two calls at a time reach the tarpit; once they time out the breaker opens and the rest
-    // fail at once (one more may slip in as the first two finish).
-    assert!(connections <= 3, "{connections} connections to the tarpit");
+    // Two calls at a time (the per-host limit) reach the tarpit; after three timeouts (the
+    // breaker's threshold) it opens and the rest fail at once: at most 3 + 2 - 1 connections.
+    assert!(connections <= 4, "{connections} connections to the tarpit");
     report(
         "tarpit endpoint (accepts, never answers) in one namespace",
         &format!(
@@ -524,6 +524,63 @@ async fn api_server_and_etcd_restarts_are_ridden_out() {
         &format!(
             "a VbsBackup created after the restart had its status in {:.1}s; status writes overall: {writes} for 3 VbsBackups",
             etcd_latency.as_secs_f64()
+        ),
+    );
+}
+
+#[tokio::test]
+async fn hostile_numbers_do_not_stop_the_operator() {
+    let mut env = TestEnv::new("numbers").await;
+    let (huge_poll, huge_retry, fine) = (backup_id(1), backup_id(2), backup_id(3));
+    for id in [&huge_poll, &huge_retry, &fine] {
+        env.sim.put_backup(id, json!({"status": "available"})).await;
+    }
+    env.create_secret(&env.sim.clouds_yaml(PASSWORD, "")).await;
+    // A Retry-After that overflows any duration arithmetic.
+    env.sim
+        .add_fault(
+            json!({"target": "show", "backup_id": huge_retry, "status": 429, "style": "apigw",
+            "retry_after": "18446744073709551615"}),
+        )
+        .await;
+    env.start_operator(OperatorOptions::default());
+    // A poll interval the CRD's pattern and length accept (the 1.20 test server does not run the
+    // CEL rule that caps it at 168h).
+    let spec = vbs_operator::crd::VbsBackupSpec {
+        backup_id: huge_poll.clone(),
+        cloud_ref: vbs_operator::crd::CloudRef {
+            secret_name: SECRET.into(),
+            cloud: Some("pw".into()),
+        },
+        poll_interval: Some("99999999999999999999h".into()),
+    };
+    env.backups()
+        .create(
+            &Default::default(),
+            &vbs_operator::crd::VbsBackup::new("forever", spec),
+        )
+        .await
+        .expect("the schema accepts it");
+    env.create_backup("throttled", &huge_retry, "pw").await;
+    env.wait_status("forever", "Ready=True", ready).await;
+    env.wait_synced_false("throttled", "ApiError").await;
+    // Created last: the operator still serves everyone.
+    env.create_backup("fine", &fine, "pw").await;
+    env.wait_status("fine", "Ready=True", ready).await;
+    tokio::time::sleep(QUIET).await;
+    let op = env.operator.as_mut().expect("operator");
+    assert!(
+        op.child.try_wait().expect("try_wait").is_none(),
+        "the operator exited:\n{}",
+        op.log_text()
+    );
+    assert!(!op.log_text().contains("panicked"), "{}", op.log_text());
+    let calls = env.sim.show_times(&huge_retry).await.len();
+    assert_eq!(calls, 1, "Retry-After (capped at 1 h) was not honoured");
+    report(
+        "pollInterval 99999999999999999999h; Retry-After 18446744073709551615",
+        &format!(
+            "no panic, operator running; the interval is used as 168h, the Retry-After as 1h (calls to that backup: {calls})"
         ),
     );
 }
