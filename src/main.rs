@@ -1,6 +1,5 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
@@ -158,9 +157,9 @@ async fn run_operator(args: RunArgs) -> Result<(), MainError> {
     })?
     .with_observer(metrics.clone());
 
-    // One stop signal for everything: SIGTERM / Ctrl-C, or the loss of the leader lease.
+    // One stop signal for the HTTP server and the controllers: SIGTERM / Ctrl-C, or the end of the
+    // controllers.
     let (stop_tx, stop_rx) = watch::channel(false);
-    let stop_tx = Arc::new(stop_tx);
     let shutdown = {
         let mut rx = stop_rx.clone();
         async move {
@@ -241,29 +240,29 @@ async fn run_operator(args: RunArgs) -> Result<(), MainError> {
     } else {
         None
     };
-    let lost_lease = Arc::new(AtomicBool::new(false));
-    let lease_watch = leadership.as_ref().map(|l| {
-        let (lost, lost_lease, stop_tx) = (l.lost(), lost_lease.clone(), stop_tx.clone());
-        tokio::spawn(async move {
-            lost.await;
-            error!("lost the leader lease");
-            lost_lease.store(true, Ordering::Relaxed);
-            let _ = stop_tx.send(true);
-        })
-    });
-
-    controller::run(client, Arc::new(cloud), metrics, watched, settings, shutdown).await;
+    // The controllers stop on SIGTERM (gracefully) or when the lease is lost (at once: another
+    // replica may already be active).
+    let controllers = controller::run(client, Arc::new(cloud), metrics, watched, settings, shutdown);
+    let lost = leadership.as_ref().map(Leadership::lost);
+    let result = match lost {
+        Some(lost) => tokio::select! {
+            _ = controllers => Ok(()),
+            _ = lost => {
+                error!("lost the leader lease");
+                Err(MainError::LeadershipLost)
+            }
+        },
+        None => {
+            controllers.await;
+            Ok(())
+        }
+    };
+    let _ = stop_tx.send(true);
     server.await.ok();
-    if let Some(task) = lease_watch {
-        task.abort();
-        let _ = task.await;
-    }
     if let Some(leadership) = leadership {
         leadership.release(LEASE_RELEASE_TIMEOUT).await;
     }
-    if lost_lease.load(Ordering::Relaxed) {
-        return Err(MainError::LeadershipLost);
-    }
+    result?;
     info!("stopped");
     Ok(())
 }

@@ -6,7 +6,7 @@ mod reconcile;
 pub mod requeue;
 pub mod secrets;
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -126,16 +126,23 @@ pub async fn run(
     } else {
         settings.namespaces.iter().cloned().map(Some).collect()
     };
+    // Ready once every scope's first list is done.
     watched.set_ready(false);
-    let pending = Arc::new(AtomicUsize::new(scopes.len()));
-    let controllers = scopes.into_iter().map(|ns| {
-        run_scope(
-            ns,
-            ctx.clone(),
-            watched.clone(),
-            pending.clone(),
-            shutdown.clone(),
-        )
+    let (controllers, synced): (Vec<_>, Vec<_>) = scopes
+        .into_iter()
+        .map(|ns| {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            (
+                run_scope(ns, ctx.clone(), watched.clone(), tx, shutdown.clone()),
+                rx,
+            )
+        })
+        .unzip();
+    tokio::spawn(async move {
+        if futures::future::join_all(synced).await.iter().all(Result::is_ok) {
+            watched.set_ready(true);
+            tracing::info!("watches synced; ready");
+        }
     });
     futures::future::join_all(controllers).await;
 }
@@ -220,7 +227,7 @@ async fn run_scope(
     namespace: Option<String>,
     ctx: Arc<Context>,
     watched: Arc<Watched>,
-    pending: Arc<AtomicUsize>,
+    synced: tokio::sync::oneshot::Sender<()>,
     shutdown: impl Future<Output = ()> + Clone + Send + Sync + 'static,
 ) {
     let client = ctx.client.clone();
@@ -233,20 +240,17 @@ async fn run_scope(
     // task would steal the controller's own wake-up: the store's readiness future wakes only its
     // latest poller, and a controller that misses it can hang at shutdown.)
     let (store, writer) = reflector::store();
-    let mut pending_list = Some(pending);
-    let readiness = watched.clone();
+    let mut synced = Some(synced);
     let objects = logged(
         "vbsbackups",
-        watcher(backups, watcher::Config::default().any_semantic()),
+        relisting_watcher(backups, watcher::Config::default().any_semantic()),
     )
     .reflect(writer)
     .inspect(move |event| {
         if let Ok(watcher::Event::InitDone) = event
-            && let Some(pending) = pending_list.take()
-            && pending.fetch_sub(1, Ordering::AcqRel) == 1
+            && let Some(synced) = synced.take()
         {
-            readiness.set_ready(true);
-            tracing::info!("watches synced; ready");
+            let _ = synced.send(());
         }
     })
     .applied_objects()
