@@ -128,6 +128,11 @@ impl VbsClient {
         self
     }
 
+    /// Credential sets whose session (or failed login) is remembered, for tests of the bound.
+    pub fn remembered_sessions(&self) -> usize {
+        self.sessions.lock().unwrap_or_else(PoisonError::into_inner).len()
+    }
+
     /// `GET .../backups/{backup_id}` on the cloud's native (default) or Cinder path.
     pub async fn show_backup(&self, cloud: &CloudProfile, backup_id: &str) -> Result<Backup, CloudError> {
         let op = Operation::ShowBackup;

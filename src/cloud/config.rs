@@ -515,15 +515,7 @@ clouds:
 
     #[test]
     fn hostile_files_are_refused_quickly() {
-        // An alias bomb: each level doubles... ten times over.
-        let mut bomb = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
-        for i in 1..12 {
-            let p = i - 1;
-            bomb.push_str(&format!(
-                "a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"
-            ));
-        }
-        bomb.push_str("clouds: {c: {auth: {auth_url: 'https://i/v3', user_id: u, password: p, project_id: x}, region_name: *a11}}\n");
+        let bomb = crate::sim::alias_bomb_clouds_yaml();
         let started = std::time::Instant::now();
         let err = load_cloud(&bomb, None).expect_err("bomb");
         assert!(matches!(err, ConfigError::Syntax { .. }), "{err}");

@@ -243,3 +243,20 @@ async fn two_entries_of_one_user_keep_their_own_sessions() {
         .expect("override again");
     assert_eq!(requests(&sim, "auth"), 2, "one session each");
 }
+
+#[tokio::test]
+async fn failed_logins_of_many_credential_sets_stay_bounded() {
+    let (sim, url) = start_sim().await;
+    let c = client(Duration::from_secs(5), CallLimits::default());
+    // More credential sets than the cache keeps, each with a wrong password.
+    for i in 0..1100 {
+        let profile = load_cloud(&password_cloud(&url, &format!("wrong-{i}"), ""), None).expect("profile");
+        c.show_backup(&profile, REFERENCE_ID).await.expect_err("refused");
+    }
+    assert_eq!(requests(&sim, "auth"), 1100);
+    assert_eq!(
+        c.remembered_sessions(),
+        1024,
+        "the least recently used are let go"
+    );
+}

@@ -385,14 +385,7 @@ async fn hostile_clouds_yaml_is_refused_without_harm() {
     env.sim
         .put_backup(REFERENCE_ID, json!({"status": "available"}))
         .await;
-    let mut bomb = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
-    for i in 1..12 {
-        let p = i - 1;
-        bomb.push_str(&format!(
-            "a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"
-        ));
-    }
-    bomb.push_str("clouds: {c: {auth: {}, region_name: *a11}}\n");
+    let bomb = vbs_operator::sim::alias_bomb_clouds_yaml();
     let big = format!("clouds:\n  c: {{auth: {{}}}}\n# {}\n", "x".repeat(900 * 1024));
     let binary: Vec<u8> = (0..4096u32)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
