@@ -91,6 +91,8 @@ type SessionSlot = Arc<tokio::sync::Mutex<SessionState>>;
 /// An HTTP answer, read whole (up to the cap) while the call still held its slot.
 struct Answer {
     status: StatusCode,
+    /// `Content-Type`, sanitised; said (never the body) when an error body is not JSON.
+    content_type: Option<String>,
     retry_after: Option<Duration>,
     subject_token: Option<String>,
     body: Bytes,
@@ -178,7 +180,7 @@ impl VbsClient {
             return Ok(backup);
         }
         let parsed = parse_error_body(&answer.body);
-        let detail = describe(parsed.as_ref());
+        let detail = error_detail(parsed.as_ref(), &answer);
         match answer.status {
             StatusCode::NOT_FOUND if parsed.is_some() => Err(CloudError::NotFound {
                 backup_id: backup_id.to_string(),
@@ -278,7 +280,7 @@ impl VbsClient {
         let answer = self.exchange(op, req).await?;
         self.observer.token_fetched();
         if !answer.status.is_success() {
-            let detail = describe(parse_error_body(&answer.body).as_ref());
+            let detail = error_detail(parse_error_body(&answer.body).as_ref(), &answer);
             // Keystone answers 400 to an auth request it cannot use (e.g. a user without domain).
             if answer.status == StatusCode::BAD_REQUEST {
                 return Err(CloudError::Authentication {
@@ -364,6 +366,10 @@ impl VbsClient {
             .and_then(|v| v.to_str().ok())
             .filter(|t| !t.is_empty() && t.len() <= 16 * 1024)
             .map(str::to_string);
+        let content_type = headers
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| super::error::sanitize(v, 64));
         let request_id = headers
             .get("X-Request-Id")
             .or_else(|| headers.get("X-Openstack-Request-Id"))
@@ -395,6 +401,7 @@ impl VbsClient {
         }
         Ok(Answer {
             status,
+            content_type,
             retry_after,
             subject_token,
             body: body.freeze(),
@@ -412,6 +419,19 @@ impl VbsClient {
             operation,
             detail: super::error::sanitize(&error_chain(&e.without_url()), 300),
         }
+    }
+}
+
+/// What an error answer says: a JSON error body's code and message, or for any other body only
+/// its content type (the body itself, a proxy's HTML page say, is never quoted).
+fn error_detail(parsed: Option<&super::wire::ErrorBody>, answer: &Answer) -> String {
+    match parsed {
+        Some(body) => describe(Some(body)),
+        None if answer.body.is_empty() => String::new(),
+        None => format!(
+            " (a {} body, not shown)",
+            answer.content_type.as_deref().unwrap_or("non-JSON")
+        ),
     }
 }
 

@@ -260,3 +260,30 @@ async fn failed_logins_of_many_credential_sets_stay_bounded() {
         "the least recently used are let go"
     );
 }
+
+#[tokio::test]
+async fn a_non_json_error_body_is_never_quoted() {
+    use axum::routing::get;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let proxy = axum::Router::new().fallback(get(|| async {
+        (
+            axum::http::StatusCode::BAD_GATEWAY,
+            [("content-type", "text/html")],
+            "<html>secret-internal-hostname.corp</html>",
+        )
+    }));
+    tokio::spawn(async move { axum::serve(listener, proxy).await });
+    let aksk = format!(
+        "clouds:\n  k:\n    auth_type: aksk\n    auth: {{ak: AK, sk: SK, project_id: {PROJECT}}}\n    block_storage_endpoint_override: {url}\n"
+    );
+    let c = client(Duration::from_secs(5), CallLimits::default());
+    let err = c
+        .show_backup(&load_cloud(&aksk, None).expect("profile"), REFERENCE_ID)
+        .await
+        .expect_err("502");
+    assert_eq!(
+        err.to_string(),
+        "query of the backup failed with HTTP 502 (a text/html body, not shown)"
+    );
+}
