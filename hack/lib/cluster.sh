@@ -137,7 +137,7 @@ cluster_start() {
   started=$(date +%s.%N)
 
   "$_CLUSTER_HACK_DIR/install-system-deps.sh" || return 1
-  apiserver=$("$_CLUSTER_HACK_DIR/build-kube-apiserver.sh") || return 1
+  apiserver=$("$_CLUSTER_HACK_DIR/build-kubernetes.sh")/kube-apiserver || return 1
 
   mkdir -p "$dir" || return 1
   dir=$(cd "$dir" && pwd) || return 1

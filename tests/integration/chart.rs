@@ -11,24 +11,7 @@ use serde_json::{Value, json};
 const CHART: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/charts/vbs-operator");
 
 fn run(program: &str, args: &[&str]) -> Result<String, String> {
-    let helm_home = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("helm");
-    let out = std::process::Command::new(program)
-        .args(args)
-        .env("KUBECONFIG", kubeconfig())
-        .env("HELM_CACHE_HOME", helm_home.join("cache"))
-        .env("HELM_CONFIG_HOME", helm_home.join("config"))
-        .env("HELM_DATA_HOME", helm_home.join("data"))
-        .output()
-        .map_err(|e| format!("cannot run {program} (hack/test.sh puts helm on PATH): {e}"))?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(format!(
-            "{program} {args:?}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ))
-    }
+    run_tool(program, args)
 }
 
 /// An installed release of the chart in the test's namespace.

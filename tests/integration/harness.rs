@@ -2,6 +2,9 @@
 //! `hack/test.sh` sets up), a `vbs-sim` process per test, a `vbs-operator` process per test
 //! scoped to the test's own namespace, and waits on conditions with deadlines.
 
+// Shared by the integration tests and the node tests (tests/node): each uses a part of it.
+#![allow(dead_code)]
+
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
@@ -91,21 +94,26 @@ pub struct SimProcess {
 
 impl SimProcess {
     pub async fn start(seed: Value) -> Self {
-        Self::spawn(seed, false).await
+        Self::spawn(seed, false, "127.0.0.1:0").await
+    }
+
+    /// A simulator listening on `addr` (e.g. the node's bridge address, where pods reach it).
+    pub async fn start_on(addr: &str, seed: Value) -> Self {
+        Self::spawn(seed, false, addr).await
     }
 
     /// A simulator serving HTTPS with a certificate from a throwaway private CA.
     pub async fn start_tls(seed: Value) -> Self {
-        Self::spawn(seed, true).await
+        Self::spawn(seed, true, "127.0.0.1:0").await
     }
 
-    async fn spawn(seed: Value, tls: bool) -> Self {
+    async fn spawn(seed: Value, tls: bool, listen: &str) -> Self {
         vbs_operator::install_crypto_provider();
         let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
         let seed_path = dir.path().join("seed.json");
         std::fs::write(&seed_path, seed.to_string()).expect("write seed");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_vbs-sim"));
-        cmd.args(["--listen", "127.0.0.1:0", "--seed"]).arg(&seed_path);
+        cmd.args(["--listen", listen, "--seed"]).arg(&seed_path);
         let ca_pem = tls.then(|| {
             let (ca, cert, key) = make_certificates(dir.path());
             cmd.arg("--tls-cert").arg(cert).arg("--tls-key").arg(key);
@@ -569,7 +577,16 @@ impl TestEnv {
 }
 
 /// Waits until an async check holds, polling every 100 ms until the deadline.
-pub async fn eventually<F, Fut>(what: &str, mut check: F)
+pub async fn eventually<F, Fut>(what: &str, check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    eventually_within(DEADLINE, what, check).await;
+}
+
+/// [`eventually`] with a deadline of its own (pods on a node take longer than API objects).
+pub async fn eventually_within<F, Fut>(deadline: Duration, what: &str, mut check: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
@@ -577,8 +594,8 @@ where
     let start = tokio::time::Instant::now();
     while !check().await {
         assert!(
-            start.elapsed() < DEADLINE,
-            "timed out after {DEADLINE:?} waiting for {what}"
+            start.elapsed() < deadline,
+            "timed out after {deadline:?} waiting for {what}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -869,5 +886,28 @@ impl Drop for PrivateCluster {
                     .status();
             }
         }
+    }
+}
+
+/// Runs a command-line tool (kubectl, helm) against the test cluster, with helm's state in a
+/// scratch directory; its stdout, or an error with everything it printed.
+pub fn run_tool(program: &str, args: &[&str]) -> Result<String, String> {
+    let helm_home = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("helm");
+    let out = std::process::Command::new(program)
+        .args(args)
+        .env("KUBECONFIG", kubeconfig())
+        .env("HELM_CACHE_HOME", helm_home.join("cache"))
+        .env("HELM_CONFIG_HOME", helm_home.join("config"))
+        .env("HELM_DATA_HOME", helm_home.join("data"))
+        .output()
+        .map_err(|e| format!("cannot run {program} (hack/test.sh puts helm on PATH): {e}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(format!(
+            "{program} {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
     }
 }
