@@ -6,7 +6,7 @@ use clap::{Parser, Subcommand};
 use futures::FutureExt;
 use tokio::sync::watch;
 use tracing::{error, info};
-use vbs_operator::cloud::{CallLimits, ClientOptions, VbsClient};
+use vbs_operator::cloud::{BatchOptions, CallLimits, ClientOptions, VbsClient};
 use vbs_operator::controller::{self, PollPolicy, Watched};
 use vbs_operator::leader::{self, Leadership, LeaseSettings};
 use vbs_operator::metrics::Metrics;
@@ -66,6 +66,16 @@ struct RunArgs {
     /// Largest cloud response body read, in bytes; a larger answer is an error.
     #[arg(long, env = "VBS_MAX_RESPONSE_BYTES", default_value_t = 1024 * 1024)]
     max_response_bytes: usize,
+    /// How settled backups are read: `batch` reads those of one endpoint, project and credential
+    /// set that fall due together with the list call; `single` makes one GET per backup.
+    #[arg(long, env = "VBS_REFRESH", value_enum, default_value = "batch")]
+    refresh: controller::Refresh,
+    /// Backups per page of the list call (at most 1000).
+    #[arg(long, env = "VBS_LIST_PAGE_SIZE", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    list_page_size: u32,
+    /// How long a read that finds no fresh list waits for others of its group to join it.
+    #[arg(long, env = "VBS_BATCH_WINDOW", default_value = "200ms", value_parser = humantime::parse_duration)]
+    batch_window: Duration,
     /// Most Kubernetes API calls of reconciles (Secret reads, status writes, Events) in flight.
     #[arg(long, env = "VBS_KUBE_CONCURRENCY", default_value_t = 32)]
     kube_concurrency: u16,
@@ -207,6 +217,11 @@ async fn run_operator(args: RunArgs) -> Result<(), MainError> {
             ..PollPolicy::default()
         },
         instance: std::env::var("POD_NAME").ok(),
+        refresh: args.refresh,
+        batch: BatchOptions {
+            page_size: args.list_page_size,
+            coalesce_window: args.batch_window,
+        },
     };
     let scope = if settings.namespaces.is_empty() {
         "<all>".to_string()

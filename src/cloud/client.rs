@@ -24,7 +24,7 @@ use super::error::{CloudError, Operation, describe, parse_retry_after};
 use super::keystone::{self, Session};
 use super::limits::{CallLimits, Limiter};
 use super::signer::{self, SignableRequest};
-use super::wire::{Backup, ShowBackupResponse, TokenResponse, parse_error_body};
+use super::wire::{Backup, ListBackupsPage, ShowBackupResponse, TokenResponse, parse_error_body};
 
 /// Limits applied to every call.
 #[derive(Debug, Clone)]
@@ -34,6 +34,8 @@ pub struct ClientOptions {
     pub connect_timeout: Duration,
     /// Largest response body read; a larger answer is an error (1 MiB holds a large catalog).
     pub max_body_bytes: usize,
+    /// Largest page of a list read (a page holds up to 1000 backups of about 1 KiB).
+    pub max_list_body_bytes: usize,
     pub limits: CallLimits,
     /// After a refused login (wrong credentials): no new attempt with the same credentials for this
     /// long, doubling per refusal in a row up to `max_login_backoff`.
@@ -49,6 +51,7 @@ impl Default for ClientOptions {
             timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(10),
             max_body_bytes: 1024 * 1024,
+            max_list_body_bytes: 8 * 1024 * 1024,
             limits: CallLimits::default(),
             refused_login_backoff: Duration::from_secs(60),
             failed_login_backoff: Duration::from_secs(5),
@@ -67,6 +70,9 @@ pub trait ApiObserver: Send + Sync {
 
 struct NoObserver;
 impl ApiObserver for NoObserver {}
+
+/// Most pages one list follows (a million backups at 1000 a page).
+pub const MAX_LIST_PAGES: usize = 1000;
 
 /// Credential sets whose sessions are kept; the least recently used beyond this are dropped.
 const MAX_SESSIONS: usize = 1024;
@@ -138,35 +144,9 @@ impl VbsClient {
     /// `GET .../backups/{backup_id}` on the cloud's native (default) or Cinder path.
     pub async fn show_backup(&self, cloud: &CloudProfile, backup_id: &str) -> Result<Backup, CloudError> {
         let op = Operation::ShowBackup;
-        let http = self.http_for(cloud)?;
-        let (answer, project_id) = match &cloud.credentials {
-            Credentials::Password(auth) => {
-                let mut session = self.session(&http, cloud, auth, None).await?;
-                let mut renewed = false;
-                loop {
-                    let url = base_for(cloud, &session)?.show_backup_url(cloud.vbs_api, backup_id);
-                    let req = http
-                        .get(&url)
-                        .header("X-Auth-Token", sensitive(session.token.expose_secret(), op)?);
-                    let answer = self.exchange(op, req).await?;
-                    // A token can be revoked before it expires: authenticate again, once.
-                    if answer.status == StatusCode::UNAUTHORIZED && !renewed {
-                        session = self.session(&http, cloud, auth, Some(&session.token)).await?;
-                        renewed = true;
-                        continue;
-                    }
-                    break (answer, session.project_id);
-                }
-            }
-            Credentials::AkSk(keys) => {
-                let project_id = cloud.project_id.clone().unwrap_or_default();
-                let endpoint = cloud.endpoint_override.as_deref().unwrap_or_default();
-                let url = ProjectBase::from_override(endpoint, &project_id)
-                    .show_backup_url(cloud.vbs_api, backup_id);
-                let req = signed_get(&http, &url, keys, &project_id, Timestamp::now())?;
-                (self.exchange(op, req).await?, project_id)
-            }
-        };
+        let (answer, project_id, _) = self
+            .authorized_get(op, cloud, |base| base.show_backup_url(cloud.vbs_api, backup_id))
+            .await?;
         if answer.status.is_success() {
             let backup = serde_json::from_slice::<ShowBackupResponse>(&answer.body)
                 .map(|r| r.backup)
@@ -188,6 +168,93 @@ impl VbsClient {
                 detail,
             }),
             status => Err(http_error(op, status, detail, answer.retry_after)),
+        }
+    }
+
+    /// Every backup of the cloud's project, from `GET .../backups/detail?limit={page_size}` and the
+    /// `next` links that follow (only links to the same endpoint and path are followed, and at most
+    /// [`MAX_LIST_PAGES`] pages). Entries without an `id` are skipped.
+    pub async fn list_backups(
+        &self,
+        cloud: &CloudProfile,
+        page_size: u32,
+    ) -> Result<Vec<Backup>, CloudError> {
+        let op = Operation::ListBackups;
+        let page_size = page_size.clamp(1, 1000);
+        let mut next: Option<String> = None;
+        let mut backups = Vec::new();
+        for _ in 0..MAX_LIST_PAGES {
+            let (answer, _, base) = self
+                .authorized_get(op, cloud, |base| match &next {
+                    Some(url) => url.clone(),
+                    None => format!("{}?limit={page_size}", base.list_backups_url(cloud.vbs_api)),
+                })
+                .await?;
+            if !answer.status.is_success() {
+                let detail = error_detail(parse_error_body(&answer.body).as_ref(), &answer);
+                return Err(http_error(op, answer.status, detail, answer.retry_after));
+            }
+            let page: ListBackupsPage =
+                serde_json::from_slice(&answer.body).map_err(|e| decode_error(op, &e))?;
+            let before = backups.len();
+            backups.extend(
+                page.backups
+                    .iter()
+                    .filter_map(|entry| serde_json::from_value::<Backup>(entry.clone()).ok()),
+            );
+            match page.next() {
+                None => return Ok(backups),
+                Some(_) if backups.len() == before => {
+                    return Err(CloudError::Decode {
+                        operation: op,
+                        detail: "a page without backups links to a next page".into(),
+                    });
+                }
+                Some(href) => next = Some(same_endpoint(op, &base, href)?),
+            }
+        }
+        Err(CloudError::Decode {
+            operation: op,
+            detail: format!("the list has more than {MAX_LIST_PAGES} pages"),
+        })
+    }
+
+    /// An authenticated GET of `url(base)` within the project base of `cloud`: with a Keystone token
+    /// (renewed once if the server refuses it) or signed with AK/SK. Returns the answer, the project
+    /// ID and the base.
+    async fn authorized_get(
+        &self,
+        op: Operation,
+        cloud: &CloudProfile,
+        url: impl Fn(&ProjectBase) -> String,
+    ) -> Result<(Answer, String, ProjectBase), CloudError> {
+        let http = self.http_for(cloud)?;
+        match &cloud.credentials {
+            Credentials::Password(auth) => {
+                let mut session = self.session(&http, cloud, auth, None).await?;
+                let mut renewed = false;
+                loop {
+                    let base = base_for(cloud, &session)?;
+                    let req = http
+                        .get(url(&base))
+                        .header("X-Auth-Token", sensitive(session.token.expose_secret(), op)?);
+                    let answer = self.exchange(op, req).await?;
+                    // A token can be revoked before it expires: authenticate again, once.
+                    if answer.status == StatusCode::UNAUTHORIZED && !renewed {
+                        session = self.session(&http, cloud, auth, Some(&session.token)).await?;
+                        renewed = true;
+                        continue;
+                    }
+                    return Ok((answer, session.project_id, base));
+                }
+            }
+            Credentials::AkSk(keys) => {
+                let project_id = cloud.project_id.clone().unwrap_or_default();
+                let endpoint = cloud.endpoint_override.as_deref().unwrap_or_default();
+                let base = ProjectBase::from_override(endpoint, &project_id);
+                let req = signed_get(&http, &url(&base), keys, &project_id, Timestamp::now(), op)?;
+                Ok((self.exchange(op, req).await?, project_id, base))
+            }
         }
     }
 
@@ -384,7 +451,10 @@ impl VbsClient {
                 "the cloud answered with an error"
             );
         }
-        let limit = self.options.max_body_bytes;
+        let limit = match op {
+            Operation::ListBackups => self.options.max_list_body_bytes,
+            _ => self.options.max_body_bytes,
+        };
         let too_large = || CloudError::Decode {
             operation: op,
             detail: format!("the answer is larger than {} KiB", limit / 1024),
@@ -433,6 +503,21 @@ fn error_detail(parsed: Option<&super::wire::ErrorBody>, answer: &Answer) -> Str
             answer.content_type.as_deref().unwrap_or("non-JSON")
         ),
     }
+}
+
+/// A `next` link, accepted only when it stays on the project base the list started from (same
+/// scheme, host, port and path prefix): a link elsewhere would carry the credentials with it.
+fn same_endpoint(operation: Operation, base: &ProjectBase, href: &str) -> Result<String, CloudError> {
+    let refuse = || CloudError::Decode {
+        operation,
+        detail: "a next link points outside the endpoint; it is not followed".into(),
+    };
+    let (base_url, next) = (
+        url::Url::parse(base.as_str()).map_err(|_| refuse())?,
+        url::Url::parse(href).map_err(|_| refuse())?,
+    );
+    let same = next.origin() == base_url.origin() && next.path().starts_with(base_url.path());
+    if same { Ok(next.to_string()) } else { Err(refuse()) }
 }
 
 /// `scheme://host:port` of a URL: the unit of the per-host limits.
@@ -541,6 +626,43 @@ fn session_key(cloud: &CloudProfile, auth: &PasswordAuth) -> [u8; 32] {
     h.finalize().into()
 }
 
+/// What a call's answers depend on: the endpoint (override or catalog, region, interface, API path
+/// family, CA) and the credentials (Keystone user, scope and password, or AK/SK). Calls with the
+/// same key see the same backups; list results are shared only within one key.
+pub fn group_key(cloud: &CloudProfile) -> [u8; 32] {
+    let mut h = Sha256::new();
+    let vbs_api = format!("{:?}", cloud.vbs_api);
+    let credentials = match &cloud.credentials {
+        Credentials::Password(auth) => session_key(cloud, auth).to_vec(),
+        Credentials::AkSk(keys) => {
+            let mut k = Sha256::new();
+            for part in [
+                keys.access_key.as_str(),
+                keys.secret_key.expose_secret(),
+                keys.security_token.as_ref().map_or("", |t| t.expose_secret()),
+            ] {
+                k.update(part.as_bytes());
+                k.update([0]);
+            }
+            k.finalize().to_vec()
+        }
+    };
+    for part in [
+        cloud
+            .endpoint_override
+            .as_deref()
+            .unwrap_or("<catalog>")
+            .as_bytes(),
+        cloud.project_id.as_deref().unwrap_or("").as_bytes(),
+        vbs_api.as_bytes(),
+        &credentials,
+    ] {
+        h.update(part);
+        h.update([0]);
+    }
+    h.finalize().into()
+}
+
 /// A GET signed with AK/SK (`SDK-HMAC-SHA256`); signs `host`, `x-sdk-date`, `x-project-id` and,
 /// for temporary keys, `x-security-token`.
 fn signed_get(
@@ -549,6 +671,7 @@ fn signed_get(
     keys: &AkSkAuth,
     project_id: &str,
     now: Timestamp,
+    op: Operation,
 ) -> Result<RequestBuilder, CloudError> {
     let parsed = url::Url::parse(url).map_err(|_| {
         CloudError::Config(ConfigError::BadUrl {
@@ -570,7 +693,6 @@ fn signed_get(
     if let Some(token) = &keys.security_token {
         headers.push(("X-Security-Token".to_string(), token.expose_secret().to_string()));
     }
-    let op = Operation::ShowBackup;
     let query: Vec<(String, String)> = parsed
         .query_pairs()
         .map(|(k, v)| (k.into_owned(), v.into_owned()))

@@ -63,6 +63,7 @@ pub enum CloudError {
 pub enum Operation {
     Authenticate,
     ShowBackup,
+    ListBackups,
 }
 
 impl Operation {
@@ -70,6 +71,7 @@ impl Operation {
         match self {
             Operation::Authenticate => "authenticate",
             Operation::ShowBackup => "show_backup",
+            Operation::ListBackups => "list_backups",
         }
     }
 }
@@ -79,6 +81,7 @@ impl std::fmt::Display for Operation {
         f.write_str(match self {
             Operation::Authenticate => "authentication (POST /auth/tokens)",
             Operation::ShowBackup => "query of the backup",
+            Operation::ListBackups => "list of the project's backups",
         })
     }
 }

@@ -1,5 +1,6 @@
 //! Everything about the cloud's backup API. Knows nothing of Kubernetes.
 
+pub mod batch;
 pub mod client;
 pub mod config;
 pub mod endpoint;
@@ -9,6 +10,7 @@ pub mod limits;
 pub mod signer;
 pub mod wire;
 
+pub use batch::{BatchOptions, Batcher, Fetched};
 pub use client::{ApiObserver, ClientOptions, VbsClient};
 pub use config::{CloudProfile, ConfigError, load_cloud};
 pub use error::{CloudError, Operation};

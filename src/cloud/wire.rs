@@ -90,6 +90,34 @@ pub struct ShowBackupResponse {
     pub backup: Backup,
 }
 
+/// One page of `GET .../backups/detail`. Entries are kept as raw JSON so that one odd entry (no
+/// `id`, say) is skipped instead of failing the page.
+#[derive(Debug, Deserialize)]
+pub struct ListBackupsPage {
+    #[serde(default)]
+    pub backups: Vec<serde_json::Value>,
+    #[serde(default)]
+    pub backups_links: Vec<Link>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Link {
+    #[serde(default)]
+    pub rel: String,
+    #[serde(default)]
+    pub href: String,
+}
+
+impl ListBackupsPage {
+    /// The `next` link, if the server says more results remain.
+    pub fn next(&self) -> Option<&str> {
+        self.backups_links
+            .iter()
+            .find(|l| l.rel == "next" && !l.href.is_empty())
+            .map(|l| l.href.as_str())
+    }
+}
+
 /// The error a cloud put in a non-2xx body, whichever family it came from.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ErrorBody {

@@ -62,6 +62,8 @@ fn context(handle_client: Client) -> Arc<Context> {
         kube_concurrency: 4,
         poll: super::PollPolicy::default(),
         instance: None,
+        refresh: super::Refresh::Single,
+        batch: Default::default(),
     };
     Arc::new(Context::new(
         handle_client,

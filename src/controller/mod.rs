@@ -21,7 +21,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 use tokio::sync::Semaphore;
 
-use crate::cloud::VbsClient;
+use crate::cloud::{BatchOptions, Batcher, VbsClient};
 use crate::crd::VbsBackup;
 use crate::metrics::Metrics;
 pub use reconcile::{Error, FIELD_MANAGER, guard_panics};
@@ -44,6 +44,19 @@ pub struct Settings {
     pub poll: PollPolicy,
     /// Reported in Events as the reporting instance (the pod name in a cluster).
     pub instance: Option<String>,
+    /// How settled backups are refreshed.
+    pub refresh: Refresh,
+    pub batch: BatchOptions,
+}
+
+/// How backups are read from the cloud.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Refresh {
+    /// Backups of one endpoint, project and credential set that fall due together are read with
+    /// the list call; a lone, new-and-alone or transitional backup gets a single GET.
+    Batch,
+    /// One GET per backup per poll.
+    Single,
 }
 
 /// State shared by all reconciles.
@@ -54,6 +67,8 @@ pub struct Context {
     pub poll: PollPolicy,
     pub metrics: Arc<Metrics>,
     pub secrets: Arc<Secrets>,
+    /// Batches reads by list calls (`--refresh batch`); `None` for a GET per backup.
+    pub batcher: Option<Batcher>,
     /// Bounds the Kubernetes API calls of reconciles. (Reconciles themselves are not bounded: a
     /// reconcile waiting for a slow cloud must not hold a worker that another tenant needs; cloud
     /// calls are bounded by the cloud client, globally and per endpoint host.)
@@ -69,10 +84,12 @@ impl Context {
         Context {
             recorder: Recorder::new(client.clone(), reporter),
             client,
-            cloud,
+            cloud: cloud.clone(),
             poll: settings.poll.clone(),
             metrics,
             secrets: Arc::default(),
+            batcher: (settings.refresh == Refresh::Batch)
+                .then(|| Batcher::new(cloud.clone(), settings.batch.clone())),
             kube_slots: Semaphore::new(settings.kube_concurrency.max(1)),
         }
     }

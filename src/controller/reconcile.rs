@@ -85,7 +85,7 @@ where
 async fn reconcile_inner(obj: &VbsBackup, ctx: &Context) -> Result<Action, Error> {
     let namespace = obj.namespace().unwrap_or_default();
     let name = obj.name_any();
-    let (outcome, retry_after) = observe(obj, &namespace, ctx).await?;
+    let (outcome, retry_after, list_age) = observe(obj, &namespace, ctx).await?;
     match &outcome {
         SyncOutcome::Observed(backup) => {
             for (field, problem) in status::anomalies(backup) {
@@ -115,6 +115,7 @@ async fn reconcile_inner(obj: &VbsBackup, ctx: &Context) -> Result<Action, Error
         spec_interval: obj.spec.poll_interval.as_deref().and_then(parse_duration),
         failing_for: failing_for(&desired, Timestamp::now()),
         retry_after,
+        list_age,
     };
     if let SyncOutcome::Failed(f) = &outcome {
         info!(reason = f.reason.as_str(), message = %f.message, "the backup's state could not be read");
@@ -186,14 +187,18 @@ pub fn error_policy(obj: Arc<VbsBackup>, error: &Error, ctx: Arc<Context>) -> Ac
     Action::requeue(delay)
 }
 
+/// How old a list may be to serve a VbsBackup that has no status yet: only a list made for the
+/// reads that gathered with it.
+const NEW_OBJECT_MAX_AGE: Duration = Duration::from_secs(5);
+
 /// Gets the cloud profile and asks the cloud. Only a failure to read the Secret through the
 /// Kubernetes API (other than its absence or RBAC) is an error; everything else is an outcome to
-/// report.
+/// report. Also returns the server's `Retry-After` and, for a backup read from a list, its age.
 async fn observe(
     obj: &VbsBackup,
     namespace: &str,
     ctx: &Context,
-) -> Result<(SyncOutcome, Option<Duration>), Error> {
+) -> Result<(SyncOutcome, Option<Duration>, Option<Duration>), Error> {
     let secret_name = &obj.spec.cloud_ref.secret_name;
     let profile = {
         let _slot = ctx.kube_slots.acquire().await.ok();
@@ -211,7 +216,7 @@ async fn observe(
     };
     let profile = match profile {
         Ok(p) => p,
-        Err(ProfileError::Reported(failure)) => return Ok((SyncOutcome::Failed(failure), None)),
+        Err(ProfileError::Reported(failure)) => return Ok((SyncOutcome::Failed(failure), None, None)),
         Err(ProfileError::Kube {
             namespace,
             name,
@@ -224,13 +229,38 @@ async fn observe(
             });
         }
     };
-    match ctx.cloud.show_backup(&profile, &obj.spec.backup_id).await {
-        Ok(backup) => Ok((SyncOutcome::observed(backup), None)),
+    let known_state = obj.status.as_ref().and_then(|s| s.backup_status.as_deref());
+    let read = match &ctx.batcher {
+        // Transitional backups are polled fast, each on its own.
+        Some(batcher) if !known_state.is_some_and(status::is_transitional) => {
+            let max_age = match known_state {
+                Some(_) => ctx
+                    .poll
+                    .settled_interval(obj.spec.poll_interval.as_deref().and_then(parse_duration)),
+                None => NEW_OBJECT_MAX_AGE,
+            };
+            batcher
+                .read(&profile, &obj.spec.backup_id, max_age)
+                .await
+                .map(|f| (f.backup, f.listed_at.map(|at| at.elapsed())))
+        }
+        _ => ctx
+            .cloud
+            .show_backup(&profile, &obj.spec.backup_id)
+            .await
+            .map(|b| (b, None)),
+    };
+    match read {
+        Ok((backup, list_age)) => Ok((SyncOutcome::observed(backup), None, list_age)),
         Err(e) => {
             let retry_after = e.retry_after();
             let reason = failure_reason(&e);
             let message = format!("cloud `{}`: {e}", profile.name);
-            Ok((SyncOutcome::Failed(SyncFailure { reason, message }), retry_after))
+            Ok((
+                SyncOutcome::Failed(SyncFailure { reason, message }),
+                retry_after,
+                None,
+            ))
         }
     }
 }

@@ -53,6 +53,9 @@ pub struct Observation<'a> {
     /// and it survives a restart of the operator.
     pub failing_for: Duration,
     pub retry_after: Option<Duration>,
+    /// How old the list the backup came from was (`None`: a single GET). A settled backup read
+    /// from a list comes back when that list is due again, so that the group's reads gather.
+    pub list_age: Option<Duration>,
 }
 
 /// Whether an outcome counts as a failure to back off from. Missing Secrets, broken clouds.yaml
@@ -81,10 +84,16 @@ impl PollPolicy {
         }
         match o.outcome {
             SyncOutcome::Observed(b) if b.status.as_deref().is_some_and(is_transitional) => self.fast,
-            _ => o
-                .spec_interval
-                .map_or(self.settled, |d| d.clamp(self.min_settled, MAX_POLL_INTERVAL)),
+            SyncOutcome::Observed(_) if o.list_age.is_some() => self
+                .settled_interval(o.spec_interval)
+                .saturating_sub(o.list_age.unwrap_or_default()),
+            _ => self.settled_interval(o.spec_interval),
         }
+    }
+
+    /// The interval of a settled backup: `spec.pollInterval` within its bounds, else the default.
+    pub fn settled_interval(&self, spec_interval: Option<Duration>) -> Duration {
+        spec_interval.map_or(self.settled, |d| d.clamp(self.min_settled, MAX_POLL_INTERVAL))
     }
 
     /// The delay with jitter applied; `unit` is a uniform sample from [0, 1). A server's
@@ -96,6 +105,12 @@ impl PollPolicy {
         } else {
             0.5
         };
+        let settled = matches!(o.outcome, SyncOutcome::Observed(b) if !b.status.as_deref().is_some_and(is_transitional));
+        if o.list_age.is_some() && settled {
+            // Aligned with the group's list: back just after it is due again, spread over a
+            // second (not ±10%), so that the group's reads gather in one coalescing window.
+            return (base + Duration::from_secs_f64(unit)).max(Duration::from_secs(1));
+        }
         let factor = 1.0 + self.jitter.clamp(0.0, 1.0) * (2.0 * unit - 1.0);
         let jittered = Duration::try_from_secs_f64(base.as_secs_f64() * factor).unwrap_or(base);
         match o.retry_after {
@@ -181,6 +196,7 @@ mod tests {
             spec_interval: None,
             failing_for: Duration::from_secs(failing_secs),
             retry_after: None,
+            list_age: None,
         }
     }
 
@@ -306,6 +322,7 @@ mod tests {
                 spec_interval: spec_secs.map(Duration::from_secs),
                 failing_for: Duration::from_secs(failing_secs),
                 retry_after: retry_after_secs.map(Duration::from_secs),
+                list_age: None,
             };
             let d = p.delay(&o, unit);
             proptest::prop_assert!(d <= MAX_POLL_INTERVAL.mul_f64(1.1) + Duration::from_secs(1));
@@ -342,6 +359,28 @@ mod tests {
                 "{r:?}"
             );
         }
+    }
+
+    #[test]
+    fn listed_backups_come_back_when_their_list_is_due() {
+        let p = PollPolicy::default();
+        let o = observed("available");
+        let listed = Observation {
+            list_age: Some(Duration::from_secs(100)),
+            ..obs(&o, 0)
+        };
+        assert_eq!(p.base_delay(&listed), Duration::from_secs(500));
+        assert_eq!(p.delay(&listed, 0.5), Duration::from_millis(500_500));
+        let creating = observed("creating");
+        let fast = Observation {
+            list_age: Some(Duration::from_secs(100)),
+            ..obs(&creating, 0)
+        };
+        assert_eq!(
+            p.base_delay(&fast),
+            Duration::from_secs(15),
+            "transitional stays fast"
+        );
     }
 
     #[test]

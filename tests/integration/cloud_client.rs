@@ -287,3 +287,73 @@ async fn a_non_json_error_body_is_never_quoted() {
         "query of the backup failed with HTTP 502 (a text/html body, not shown)"
     );
 }
+
+fn seed_backups(sim: &Sim, n: usize) -> Vec<String> {
+    let ids: Vec<String> = (0..n)
+        .map(|i| format!("{i:08x}-0000-4000-8000-00000000000a"))
+        .collect();
+    let mut w = sim.world();
+    let project = w.backups.entry(PROJECT.into()).or_default();
+    for id in &ids {
+        let mut b = serde_json::Map::new();
+        b.insert("id".into(), json!(id));
+        b.insert("status".into(), json!("available"));
+        project.insert(id.clone(), vbs_operator::sim::with_defaults(PROJECT, b));
+    }
+    ids
+}
+
+#[tokio::test]
+async fn a_list_follows_its_pages() {
+    let (sim, url) = start_sim().await;
+    seed_backups(&sim, 24);
+    let c = client(Duration::from_secs(5), CallLimits::default());
+    let profile = load_cloud(&password_cloud(&url, PASSWORD, ""), None).expect("profile");
+    let all = c.list_backups(&profile, 10).await.expect("list");
+    assert_eq!(all.len(), 25, "24 seeded and the reference backup");
+    assert_eq!(requests(&sim, "list"), 3, "pages of 10");
+}
+
+#[tokio::test]
+async fn batched_reads_share_one_list() {
+    use vbs_operator::cloud::{BatchOptions, Batcher};
+    let (sim, url) = start_sim().await;
+    let ids = seed_backups(&sim, 40);
+    let c = client(Duration::from_secs(5), CallLimits::default());
+    let batcher = Arc::new(Batcher::new(c, BatchOptions::default()));
+    let profile = load_cloud(&password_cloud(&url, PASSWORD, ""), None).expect("profile");
+    let reads: Vec<_> = ids
+        .iter()
+        .map(|id| {
+            let (b, p, id) = (batcher.clone(), profile.clone(), id.clone());
+            tokio::spawn(async move { b.read(&p, &id, Duration::from_secs(60)).await })
+        })
+        .collect();
+    for read in reads {
+        let fetched = read.await.expect("join").expect("read");
+        assert!(fetched.listed_at.is_some(), "served from the list");
+    }
+    assert_eq!(
+        (requests(&sim, "list"), requests(&sim, "show")),
+        (1, 0),
+        "40 reads, one list"
+    );
+    // A backup the list does not hold gets its own GET (and the API's own answer).
+    let err = batcher
+        .read(
+            &profile,
+            "ffffffff-0000-4000-8000-00000000000a",
+            Duration::from_secs(60),
+        )
+        .await
+        .expect_err("missing");
+    assert!(matches!(err, CloudError::NotFound { .. }), "{err}");
+    assert_eq!(requests(&sim, "show"), 1);
+    // A lone read after the list went stale: one GET, not a whole list.
+    let fetched = batcher
+        .read(&profile, &ids[0], Duration::ZERO)
+        .await
+        .expect("read");
+    assert!(fetched.listed_at.is_none());
+    assert_eq!((requests(&sim, "list"), requests(&sim, "show")), (1, 2));
+}

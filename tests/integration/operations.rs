@@ -18,8 +18,9 @@ async fn metrics_health_and_json_logs() {
         .put_backup(REFERENCE_ID, json!({"status": "available"}))
         .await;
     env.create_secret(&env.sim.clouds_yaml(PASSWORD, "")).await;
+    // One GET per backup, so that the show_backup series below are certain to exist.
     env.start_operator(OperatorOptions {
-        extra_args: vec!["--log-format".into(), "json".into()],
+        extra_args: vec!["--log-format".into(), "json".into(), "--refresh=single".into()],
         ..Default::default()
     });
     env.create_backup("scraped", REFERENCE_ID, "pw").await;

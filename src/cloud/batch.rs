@@ -1,0 +1,174 @@
+//! Refreshing many backups of one project with a few list calls instead of one call each.
+//!
+//! Backups are grouped by everything that shapes what a call may see (endpoint, project,
+//! credentials, API path family): a group's list answers only its own reads, so no tenant ever
+//! sees another's backups. A read is served from the group's last list while that list is younger
+//! than the read's `max_age`. Otherwise the read waits a short coalescing window, and the reads
+//! that gathered meanwhile decide together: when they outnumber the pages a list would take, one
+//! list (`GET .../backups/detail`, following `next` links) refreshes the whole group; otherwise each
+//! makes its single GET. A backup missing from a list gets a single GET too (it may be gone, or in
+//! another project), so its answer is always the API's own.
+
+use std::collections::HashMap;
+use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use lru::LruCache;
+
+use super::client::{VbsClient, group_key};
+use super::config::CloudProfile;
+use super::error::CloudError;
+use super::wire::Backup;
+
+/// How reads are batched.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchOptions {
+    /// Backups per list page (the API caps it at 1000).
+    pub page_size: u32,
+    /// How long a read that finds no fresh list waits for others to join it.
+    pub coalesce_window: Duration,
+}
+
+impl Default for BatchOptions {
+    fn default() -> Self {
+        BatchOptions {
+            page_size: 1000,
+            coalesce_window: Duration::from_millis(200),
+        }
+    }
+}
+
+/// Groups whose last list is kept; the least recently used beyond this are dropped.
+const MAX_GROUPS: usize = 256;
+
+/// A backup as a read found it, and when the list it came from was fetched (`None`: a single GET).
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    pub backup: Backup,
+    pub listed_at: Option<Instant>,
+}
+
+pub struct Batcher {
+    client: Arc<VbsClient>,
+    options: BatchOptions,
+    groups: Mutex<LruCache<[u8; 32], Arc<Group>>>,
+}
+
+#[derive(Default)]
+struct Group {
+    listing: tokio::sync::Mutex<Option<Listing>>,
+    /// Reads waiting in the coalescing window or for the lock.
+    waiting: AtomicUsize,
+}
+
+struct Listing {
+    at: Instant,
+    /// By lower-case ID.
+    backups: HashMap<String, Backup>,
+}
+
+impl Listing {
+    fn fresh(&self, max_age: Duration, now: Instant) -> bool {
+        now.saturating_duration_since(self.at) <= max_age
+    }
+}
+
+/// What the group's last list says about one backup.
+enum Hit {
+    Found(Box<Fetched>),
+    /// The list is fresh but does not hold the backup.
+    Missing,
+}
+
+impl Batcher {
+    pub fn new(client: Arc<VbsClient>, options: BatchOptions) -> Self {
+        Batcher {
+            client,
+            options,
+            groups: Mutex::new(LruCache::new(
+                NonZeroUsize::new(MAX_GROUPS).unwrap_or(NonZeroUsize::MIN),
+            )),
+        }
+    }
+
+    fn group(&self, cloud: &CloudProfile) -> Arc<Group> {
+        let mut groups = self.groups.lock().unwrap_or_else(PoisonError::into_inner);
+        groups.get_or_insert(group_key(cloud), Arc::default).clone()
+    }
+
+    /// The backup `id` as of at most `max_age` ago: from the group's last list, from a list made
+    /// now for the reads that gathered, or from a single GET.
+    pub async fn read(
+        &self,
+        cloud: &CloudProfile,
+        id: &str,
+        max_age: Duration,
+    ) -> Result<Fetched, CloudError> {
+        let group = self.group(cloud);
+        let key = id.to_ascii_lowercase();
+        let hit = lookup(&*group.listing.lock().await, &key, max_age);
+        if let Some(hit) = hit {
+            return self.serve(cloud, id, hit).await;
+        }
+        group.waiting.fetch_add(1, Ordering::AcqRel);
+        tokio::time::sleep(self.options.coalesce_window).await;
+        let mut listing = group.listing.lock().await;
+        // Another read may have listed while this one waited.
+        if let Some(hit) = lookup(&listing, &key, max_age) {
+            group.waiting.fetch_sub(1, Ordering::AcqRel);
+            drop(listing);
+            return self.serve(cloud, id, hit).await;
+        }
+        let waiting = group.waiting.load(Ordering::Acquire);
+        let page = self.options.page_size.max(1) as usize;
+        let pages = listing
+            .as_ref()
+            .map_or(1, |l| l.backups.len().div_ceil(page).max(1));
+        if waiting <= pages {
+            group.waiting.fetch_sub(1, Ordering::AcqRel);
+            drop(listing);
+            return self.single(cloud, id).await;
+        }
+        let result = self.client.list_backups(cloud, self.options.page_size).await;
+        group.waiting.fetch_sub(1, Ordering::AcqRel);
+        let backups = result?;
+        *listing = Some(Listing {
+            at: Instant::now(),
+            backups: backups
+                .into_iter()
+                .map(|b| (b.id.to_ascii_lowercase(), b))
+                .collect(),
+        });
+        let hit = lookup(&listing, &key, Duration::MAX).unwrap_or(Hit::Missing);
+        drop(listing);
+        self.serve(cloud, id, hit).await
+    }
+
+    async fn serve(&self, cloud: &CloudProfile, id: &str, hit: Hit) -> Result<Fetched, CloudError> {
+        match hit {
+            Hit::Found(fetched) => Ok(*fetched),
+            Hit::Missing => self.single(cloud, id).await,
+        }
+    }
+
+    async fn single(&self, cloud: &CloudProfile, id: &str) -> Result<Fetched, CloudError> {
+        let backup = self.client.show_backup(cloud, id).await?;
+        Ok(Fetched {
+            backup,
+            listed_at: None,
+        })
+    }
+}
+
+fn lookup(listing: &Option<Listing>, key: &str, max_age: Duration) -> Option<Hit> {
+    let listing = listing.as_ref().filter(|l| l.fresh(max_age, Instant::now()))?;
+    Some(match listing.backups.get(key) {
+        Some(backup) => Hit::Found(Box::new(Fetched {
+            backup: backup.clone(),
+            listed_at: Some(listing.at),
+        })),
+        None => Hit::Missing,
+    })
+}
