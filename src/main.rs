@@ -34,6 +34,10 @@ struct RunArgs {
     /// Watch only this namespace; repeat for several (default: all namespaces).
     #[arg(long = "namespace", env = "VBS_WATCH_NAMESPACES", value_delimiter = ',')]
     namespaces: Vec<String>,
+    /// Reconcile only VbsBackups matching this label selector (e.g. `shard=a`), so that several
+    /// deployments can split a large fleet; all VbsBackups by default.
+    #[arg(long, env = "VBS_SELECTOR")]
+    selector: Option<String>,
     /// Address of the HTTP server for /metrics, /healthz and /readyz.
     #[arg(long, env = "VBS_LISTEN_ADDR", default_value = "0.0.0.0:8080")]
     listen_addr: SocketAddr,
@@ -63,6 +67,13 @@ struct RunArgs {
     /// How long an open circuit breaker first stays open (doubling per re-opening, up to 5m).
     #[arg(long, env = "VBS_BREAKER_OPEN", default_value = "30s", value_parser = humantime::parse_duration)]
     breaker_open: Duration,
+    /// Calls per second to one endpoint host, on average (token bucket); halved for a while after
+    /// a 429.
+    #[arg(long, env = "VBS_CLOUD_QPS", default_value_t = 20.0)]
+    cloud_qps: f64,
+    /// Calls to one endpoint host in a burst.
+    #[arg(long, env = "VBS_CLOUD_BURST", default_value_t = 40)]
+    cloud_burst: u32,
     /// Largest cloud response body read, in bytes; a larger answer is an error.
     #[arg(long, env = "VBS_MAX_RESPONSE_BYTES", default_value_t = 1024 * 1024)]
     max_response_bytes: usize,
@@ -161,6 +172,8 @@ async fn run_operator(args: RunArgs) -> Result<(), MainError> {
             per_host: usize::from(args.concurrency_per_host.max(1)),
             breaker_threshold: args.breaker_failures.max(1),
             breaker_open: args.breaker_open,
+            qps: args.cloud_qps.max(0.01),
+            burst: args.cloud_burst.max(1),
             ..CallLimits::default()
         },
         ..ClientOptions::default()
@@ -217,6 +230,7 @@ async fn run_operator(args: RunArgs) -> Result<(), MainError> {
             ..PollPolicy::default()
         },
         instance: std::env::var("POD_NAME").ok(),
+        selector: args.selector.filter(|s| !s.trim().is_empty()),
         refresh: args.refresh,
         batch: BatchOptions {
             page_size: args.list_page_size,

@@ -408,7 +408,10 @@ impl VbsClient {
         let result = self.send_and_read(op, &http, request).await;
         let status = result.as_ref().ok().map(|a| a.status.as_u16());
         self.observer.request_finished(op, status, started.elapsed());
-        permit.finish(result.as_ref().is_err_and(CloudError::is_outage));
+        match &result {
+            Ok(a) if a.status == StatusCode::TOO_MANY_REQUESTS => permit.throttled(a.retry_after),
+            _ => permit.finish(result.as_ref().is_err_and(CloudError::is_outage)),
+        }
         result
     }
 

@@ -26,6 +26,10 @@ pub struct CallLimits {
     /// `breaker_max_open`.
     pub breaker_open: Duration,
     pub breaker_max_open: Duration,
+    /// Calls per second to one endpoint host, on average (a token bucket)...
+    pub qps: f64,
+    /// ...and in a burst.
+    pub burst: u32,
 }
 
 impl Default for CallLimits {
@@ -36,6 +40,8 @@ impl Default for CallLimits {
             breaker_threshold: 3,
             breaker_open: Duration::from_secs(30),
             breaker_max_open: Duration::from_secs(300),
+            qps: 20.0,
+            burst: 40,
         }
     }
 }
@@ -53,6 +59,49 @@ pub struct Limiter {
 struct HostState {
     slots: Arc<Semaphore>,
     breaker: Mutex<Breaker>,
+    bucket: Mutex<Bucket>,
+}
+
+/// A token bucket: `qps` tokens a second up to `burst`. After a 429 the host's rate is halved for
+/// the `Retry-After` (or 10 s): a throttling cloud gets fewer calls from every tenant, while the
+/// throttled VbsBackup itself waits its full `Retry-After`.
+#[derive(Debug)]
+struct Bucket {
+    tokens: f64,
+    updated: Instant,
+    slow_until: Option<Instant>,
+}
+
+impl Bucket {
+    fn new(burst: u32, now: Instant) -> Self {
+        Bucket {
+            tokens: f64::from(burst.max(1)),
+            updated: now,
+            slow_until: None,
+        }
+    }
+
+    /// Takes a token, or says how long to wait for one.
+    fn take(&mut self, limits: &CallLimits, now: Instant) -> Option<Duration> {
+        let slow = self.slow_until.is_some_and(|u| now < u);
+        let rate = if slow { limits.qps / 2.0 } else { limits.qps }.max(0.001);
+        let elapsed = now.saturating_duration_since(self.updated).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * rate).min(f64::from(limits.burst.max(1)));
+        self.updated = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            return None;
+        }
+        Some(Duration::from_secs_f64(((1.0 - self.tokens) / rate).min(60.0)))
+    }
+
+    fn throttled(&mut self, retry_after: Option<Duration>, now: Instant) {
+        self.tokens = self.tokens.min(0.0);
+        let slow_for = retry_after
+            .unwrap_or(Duration::from_secs(10))
+            .min(Duration::from_secs(3600));
+        self.slow_until = Some(now + slow_for);
+    }
 }
 
 #[derive(Debug, Default)]
@@ -94,6 +143,7 @@ impl Limiter {
                 Arc::new(HostState {
                     slots: Arc::new(Semaphore::new(self.limits.per_host.max(1))),
                     breaker: Mutex::default(),
+                    bucket: Mutex::new(Bucket::new(self.limits.burst, Instant::now())),
                 })
             })
             .clone()
@@ -112,6 +162,18 @@ impl Limiter {
             .await
             .map_err(|_| BreakerOpen { failures: 0 })?;
         state.check(Instant::now())?;
+        // The host's rate: wait for a token while holding only this host's slot.
+        loop {
+            let wait = state
+                .bucket
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take(&self.limits, Instant::now());
+            match wait {
+                None => break,
+                Some(wait) => tokio::time::sleep(wait).await,
+            }
+        }
         let global_slot = self
             .global
             .clone()
@@ -150,6 +212,14 @@ impl CallPermit {
         let mut b = self.host.breaker.lock().unwrap_or_else(PoisonError::into_inner);
         b.record(outage, &self.limits, Instant::now());
     }
+
+    /// Records a 429 answer (with its `Retry-After`, if any) and releases the slots.
+    pub fn throttled(self, retry_after: Option<Duration>) {
+        let mut bucket = self.host.bucket.lock().unwrap_or_else(PoisonError::into_inner);
+        bucket.throttled(retry_after, Instant::now());
+        drop(bucket);
+        self.finish(false);
+    }
 }
 
 impl Breaker {
@@ -184,6 +254,7 @@ mod tests {
             breaker_threshold: 2,
             breaker_open: Duration::from_secs(10),
             breaker_max_open: Duration::from_secs(25),
+            ..CallLimits::default()
         }
     }
 
@@ -207,6 +278,37 @@ mod tests {
         assert_eq!(b.open_until, Some(t2 + Duration::from_secs(25)), "capped");
         b.record(false, &l, t2);
         assert_eq!(b.open_until, None);
+    }
+
+    #[test]
+    fn the_bucket_allows_a_burst_then_the_rate_and_slows_down_after_a_429() {
+        let l = CallLimits {
+            qps: 10.0,
+            burst: 3,
+            ..limits()
+        };
+        let t0 = Instant::now();
+        let mut b = Bucket::new(l.burst, t0);
+        assert_eq!(
+            (b.take(&l, t0), b.take(&l, t0), b.take(&l, t0)),
+            (None, None, None)
+        );
+        let wait = b.take(&l, t0).expect("empty");
+        assert!((wait.as_secs_f64() - 0.1).abs() < 1e-6, "{wait:?}");
+        let t1 = t0 + Duration::from_millis(100);
+        assert_eq!(b.take(&l, t1), None, "one token a tenth of a second");
+        b.throttled(Some(Duration::from_secs(5)), t1);
+        let wait = b.take(&l, t1).expect("drained");
+        assert!((wait.as_secs_f64() - 0.2).abs() < 1e-6, "half the rate: {wait:?}");
+        let t2 = t1 + Duration::from_secs(6);
+        assert_eq!(b.take(&l, t2), None);
+        let _ = b.take(&l, t2);
+        let _ = b.take(&l, t2);
+        let wait = b.take(&l, t2).expect("empty again");
+        assert!(
+            (wait.as_secs_f64() - 0.1).abs() < 1e-6,
+            "the full rate is back: {wait:?}"
+        );
     }
 
     #[tokio::test]

@@ -62,6 +62,7 @@ fn context(handle_client: Client) -> Arc<Context> {
         kube_concurrency: 4,
         poll: super::PollPolicy::default(),
         instance: None,
+        selector: None,
         refresh: super::Refresh::Single,
         batch: Default::default(),
     };

@@ -18,7 +18,7 @@ use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::utils::{ResetTimerBackoff, predicates};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Api, Client};
+use kube::{Api, Client, ResourceExt};
 use tokio::sync::Semaphore;
 
 use crate::cloud::{BatchOptions, Batcher, VbsClient};
@@ -44,6 +44,9 @@ pub struct Settings {
     pub poll: PollPolicy,
     /// Reported in Events as the reporting instance (the pod name in a cluster).
     pub instance: Option<String>,
+    /// Reconcile only VbsBackups with these labels (a label selector, for sharding a fleet across
+    /// replicas); all when `None`.
+    pub selector: Option<String>,
     /// How settled backups are refreshed.
     pub refresh: Refresh,
     pub batch: BatchOptions,
@@ -150,7 +153,14 @@ pub async fn run(
         .map(|ns| {
             let (tx, rx) = tokio::sync::oneshot::channel();
             (
-                run_scope(ns, ctx.clone(), watched.clone(), tx, shutdown.clone()),
+                run_scope(
+                    ns,
+                    ctx.clone(),
+                    watched.clone(),
+                    settings.selector.clone(),
+                    tx,
+                    shutdown.clone(),
+                ),
                 rx,
             )
         })
@@ -244,10 +254,15 @@ async fn run_scope(
     namespace: Option<String>,
     ctx: Arc<Context>,
     watched: Arc<Watched>,
+    selector: Option<String>,
     synced: tokio::sync::oneshot::Sender<()>,
     shutdown: impl Future<Output = ()> + Clone + Send + Sync + 'static,
 ) {
     let client = ctx.client.clone();
+    let mut watcher_config = watcher::Config::default().any_semantic();
+    if let Some(selector) = &selector {
+        watcher_config = watcher_config.labels(selector);
+    }
     let (backups, secrets): (Api<VbsBackup>, Api<PartialObjectMeta<Secret>>) = match &namespace {
         Some(ns) => (Api::namespaced(client.clone(), ns), Api::namespaced(client, ns)),
         None => (Api::all(client.clone()), Api::all(client)),
@@ -258,25 +273,30 @@ async fn run_scope(
     // latest poller, and a controller that misses it can hang at shutdown.)
     let (store, writer) = reflector::store();
     let mut synced = Some(synced);
-    let objects = logged(
-        "vbsbackups",
-        relisting_watcher(backups, watcher::Config::default().any_semantic()),
-    )
-    .reflect(writer)
-    .inspect(move |event| {
-        if let Ok(watcher::Event::InitDone) = event
-            && let Some(synced) = synced.take()
-        {
-            let _ = synced.send(());
-        }
-    })
-    .applied_objects()
-    // Only a new generation (a spec change) or a first sight starts a reconcile; the
-    // operator's own status writes do not. The other causes are Secret changes and requeues.
-    .predicate_filter(
-        predicates::generation,
-        kube::runtime::utils::PredicateConfig::default().ttl(GENERATION_FILTER_TTL),
-    );
+    let objects = logged("vbsbackups", relisting_watcher(backups, watcher_config.clone()))
+        // The cache keeps what the operator reads: not managedFields, not kubectl's copy of the
+        // last-applied manifest (together often larger than the object itself).
+        .modify(|backup: &mut VbsBackup| {
+            backup.managed_fields_mut().clear();
+            backup
+                .annotations_mut()
+                .remove("kubectl.kubernetes.io/last-applied-configuration");
+        })
+        .reflect(writer)
+        .inspect(move |event| {
+            if let Ok(watcher::Event::InitDone) = event
+                && let Some(synced) = synced.take()
+            {
+                let _ = synced.send(());
+            }
+        })
+        .applied_objects()
+        // Only a new generation (a spec change) or a first sight starts a reconcile; the
+        // operator's own status writes do not. The other causes are Secret changes and requeues.
+        .predicate_filter(
+            predicates::generation,
+            kube::runtime::utils::PredicateConfig::default().ttl(GENERATION_FILTER_TTL),
+        );
     watched.add(store.clone());
 
     // Secrets: metadata only, so no Secret data enters the process from the watch.

@@ -135,6 +135,7 @@ async fn a_tarpit_costs_only_its_own_callers() {
         breaker_threshold: 2,
         breaker_open: Duration::from_secs(60),
         breaker_max_open: Duration::from_secs(60),
+        ..CallLimits::default()
     };
     let c = client(Duration::from_secs(2), limits);
     let fine = load_cloud(&password_cloud(&healthy, PASSWORD, ""), None).expect("profile");
@@ -247,7 +248,12 @@ async fn two_entries_of_one_user_keep_their_own_sessions() {
 #[tokio::test]
 async fn failed_logins_of_many_credential_sets_stay_bounded() {
     let (sim, url) = start_sim().await;
-    let c = client(Duration::from_secs(5), CallLimits::default());
+    let unthrottled = CallLimits {
+        qps: 100_000.0,
+        burst: 100_000,
+        ..CallLimits::default()
+    };
+    let c = client(Duration::from_secs(5), unthrottled);
     // More credential sets than the cache keeps, each with a wrong password.
     for i in 0..1100 {
         let profile = load_cloud(&password_cloud(&url, &format!("wrong-{i}"), ""), None).expect("profile");

@@ -299,3 +299,45 @@ fn kubectl(args: &[&str]) -> Result<String, String> {
         ))
     }
 }
+
+#[tokio::test]
+async fn a_label_selector_shards_the_fleet() {
+    let mut env = TestEnv::new("shard").await;
+    env.sim
+        .put_backup(REFERENCE_ID, json!({"status": "available"}))
+        .await;
+    env.create_secret(&env.sim.clouds_yaml(PASSWORD, "")).await;
+    for (name, shard) in [("mine", "a"), ("theirs", "b")] {
+        let spec = vbs_operator::crd::VbsBackupSpec {
+            backup_id: REFERENCE_ID.into(),
+            cloud_ref: vbs_operator::crd::CloudRef {
+                secret_name: SECRET.into(),
+                cloud: Some("pw".into()),
+            },
+            poll_interval: None,
+        };
+        let mut obj = vbs_operator::crd::VbsBackup::new(name, spec);
+        obj.metadata.labels = Some([("shard".to_string(), shard.to_string())].into());
+        env.backups()
+            .create(&Default::default(), &obj)
+            .await
+            .expect("create VbsBackup");
+    }
+    env.start_operator(OperatorOptions {
+        extra_args: vec!["--selector=shard=a".into()],
+        ..Default::default()
+    });
+    env.wait_status("mine", "Ready=True", |s| is(s, "Ready", ("True", "Available")))
+        .await;
+    let op = env.operator.as_ref().expect("operator");
+    eventually("the operator to have reconciled its shard", || async {
+        op.metric("vbs_reconciles_total").await >= 1.0
+    })
+    .await;
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    assert!(
+        env.backup_in(&env.ns, "theirs").await.status.is_none(),
+        "a VbsBackup outside the selector was reconciled"
+    );
+    assert_eq!(op.metric("vbs_reconciles_total").await, 1.0);
+}
