@@ -90,6 +90,9 @@ struct RunArgs {
     /// Most Kubernetes API calls of reconciles (Secret reads, status writes, Events) in flight.
     #[arg(long, env = "VBS_KUBE_CONCURRENCY", default_value_t = 32)]
     kube_concurrency: u16,
+    /// Most reconciles in flight per watched scope (namespace, or the cluster).
+    #[arg(long, env = "VBS_MAX_RECONCILES", default_value_t = 256)]
+    max_reconciles: u16,
     /// Timeout of every call to the cloud API.
     #[arg(long, env = "VBS_CLOUD_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     cloud_timeout: Duration,
@@ -222,6 +225,7 @@ async fn run_operator(args: RunArgs) -> Result<(), MainError> {
     let settings = controller::Settings {
         namespaces: args.namespaces,
         kube_concurrency: usize::from(args.kube_concurrency.max(1)),
+        max_reconciles: args.max_reconciles.max(1),
         poll: PollPolicy {
             fast: args.fast_poll_interval,
             settled: args.poll_interval,

@@ -197,12 +197,9 @@ impl VbsClient {
             let page: ListBackupsPage =
                 serde_json::from_slice(&answer.body).map_err(|e| decode_error(op, &e))?;
             let before = backups.len();
-            backups.extend(
-                page.backups
-                    .iter()
-                    .filter_map(|entry| serde_json::from_value::<Backup>(entry.clone()).ok()),
-            );
-            match page.next() {
+            let next_link = page.next().map(str::to_string);
+            backups.extend(page.backups.into_iter().filter(|b| !b.id.is_empty()));
+            match next_link.as_deref() {
                 None => return Ok(backups),
                 Some(_) if backups.len() == before => {
                     return Err(CloudError::Decode {

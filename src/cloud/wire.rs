@@ -7,6 +7,9 @@ use serde::Deserialize;
 /// rather than failing the whole answer, and nothing is trusted further than its type.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 pub struct Backup {
+    /// Empty when the answer has none (or not a string): such an entry is skipped in lists, and a
+    /// show answer without it is refused as describing another backup.
+    #[serde(default, deserialize_with = "lenient::id")]
     pub id: String,
     #[serde(default, deserialize_with = "lenient::text")]
     pub status: Option<String>,
@@ -66,6 +69,14 @@ mod lenient {
         })
     }
 
+    /// A string, or empty.
+    pub fn id<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+        Ok(match Value::deserialize(d)? {
+            Value::String(s) => s,
+            _ => String::new(),
+        })
+    }
+
     /// An integer, or a string holding one (some clouds quote numbers).
     pub fn integer<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
         Ok(match Value::deserialize(d)? {
@@ -90,12 +101,12 @@ pub struct ShowBackupResponse {
     pub backup: Backup,
 }
 
-/// One page of `GET .../backups/detail`. Entries are kept as raw JSON so that one odd entry (no
-/// `id`, say) is skipped instead of failing the page.
+/// One page of `GET .../backups/detail`. Every field is lenient, so one odd entry (no `id`, say)
+/// cannot fail the page; entries without an `id` are skipped by the caller.
 #[derive(Debug, Deserialize)]
 pub struct ListBackupsPage {
     #[serde(default)]
-    pub backups: Vec<serde_json::Value>,
+    pub backups: Vec<Backup>,
     #[serde(default)]
     pub backups_links: Vec<Link>,
 }

@@ -60,6 +60,7 @@ fn context(handle_client: Client) -> Arc<Context> {
     let settings = Settings {
         namespaces: vec![NS.into()],
         kube_concurrency: 4,
+        max_reconciles: 16,
         poll: super::PollPolicy::default(),
         instance: None,
         selector: None,
