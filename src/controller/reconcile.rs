@@ -187,9 +187,10 @@ pub fn error_policy(obj: Arc<VbsBackup>, error: &Error, ctx: Arc<Context>) -> Ac
     Action::requeue(delay)
 }
 
-/// How old a list may be to serve a VbsBackup that has no status yet: only a list made for the
-/// reads that gathered with it.
-const NEW_OBJECT_MAX_AGE: Duration = Duration::from_secs(5);
+/// How old a list may be to serve a VbsBackup that has no status yet. Long enough that a fleet
+/// starting up (reconciled `--max-reconciles` at a time) is served by one list per group, short
+/// enough that a VbsBackup created later sees a recent state.
+const NEW_OBJECT_MAX_AGE: Duration = Duration::from_secs(30);
 
 /// Gets the cloud profile and asks the cloud. Only a failure to read the Secret through the
 /// Kubernetes API (other than its absence or RBAC) is an error; everything else is an outcome to
