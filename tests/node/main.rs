@@ -428,9 +428,19 @@ async fn helm_uninstall_leaves_only_the_crd() {
     .expect("helm uninstall");
     let selector = format!("app.kubernetes.io/instance={}", t.release);
     let kinds = "deploy,rs,pod,svc,sa,role,rolebinding,clusterrole,clusterrolebinding,lease,pdb,networkpolicy,configmap,secret";
-    eventually("every object of the release to be gone", || async {
-        run_tool("kubectl", &["get", kinds, "-A", "-l", &selector, "-o", "name"])
-            .is_ok_and(|out| out.trim().is_empty())
+    // Pods end within their grace period (30 s); the garbage collector removes what they leave.
+    eventually_within(POD_DEADLINE, "every object of the release to be gone", || async {
+        match run_tool("kubectl", &["get", kinds, "-A", "-l", &selector, "-o", "name"]) {
+            Ok(out) if out.trim().is_empty() => true,
+            Ok(out) => {
+                eprintln!("still there: {}", out.trim().replace('\n', ", "));
+                false
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                false
+            }
+        }
     })
     .await;
     let sa_tokens = run_tool("kubectl", &["get", "secrets", "-n", &t.env.ns, "-o", "name"]).expect("secrets");
