@@ -322,10 +322,7 @@ impl Operator {
             Ok(r) => r.text().await.unwrap_or_default(),
             Err(_) => return 0.0,
         };
-        body.lines()
-            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0.0)
+        vbs_operator::metrics::sample(&body, series).unwrap_or(0.0)
     }
 
     /// Peak RSS (MiB) and CPU seconds so far.

@@ -229,3 +229,27 @@ impl ApiObserver for Metrics {
         self.token_refreshes.inc();
     }
 }
+/// The value of one series (`name` with its labels, if any) in an OpenMetrics text, as the
+/// operator's `/metrics` serves it; for tests and the benchmark that read it from outside.
+pub fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn samples_are_read_by_series() {
+        let text = "# TYPE vbs_events counter\nvbs_events_total 3\nvbs_backups{backup_status=\"none\"} 1\n";
+        assert_eq!(sample(text, "vbs_events_total"), Some(3.0));
+        assert_eq!(sample(text, "vbs_backups{backup_status=\"none\"}"), Some(1.0));
+        assert_eq!(
+            sample(text, "vbs_events"),
+            None,
+            "a name is not a prefix of another"
+        );
+    }
+}

@@ -293,10 +293,7 @@ impl OperatorProcess {
             Ok(resp) => resp.text().await.unwrap_or_default(),
             Err(_) => return 0.0,
         };
-        body.lines()
-            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0.0)
+        vbs_operator::metrics::sample(&body, series).unwrap_or(0.0)
     }
 
     /// Peak resident memory of the process so far (VmHWM), in MiB.
