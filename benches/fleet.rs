@@ -200,14 +200,14 @@ async fn create_fleet(client: &Client, sim: &Sim, run: &Run) -> Result<Duration,
             async move {
                 let mut obj = VbsBackup::new(
                     &format!("b{j:05}"),
-                    VbsBackupSpec {
+                    VbsBackupSpec::from(vbs_operator::crd::BackupSpec {
                         backup_id: id,
                         cloud_ref: CloudRef {
                             secret_name: "cloud".into(),
                             cloud: None,
                         },
                         poll_interval: None,
-                    },
+                    }),
                 );
                 obj.metadata.labels = Some([("bench-run".to_string(), label)].into());
                 Api::<VbsBackup>::namespaced(client, &ns)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Checks the Helm chart in charts/vbs-operator offline, failing on the first problem:
-#   1. the chart's CRD is a byte-for-byte copy of crds/vbsbackup.yaml; the chart's own YAML files
+#   1. the chart's CRDs are byte-for-byte copies of crds/*.yaml; the chart's own YAML files
 #      pass yamllint; `helm package` works and leaves out schema-tests/;
 #   2. `helm lint --strict`, with the defaults and with each ci/*-values.yaml;
 #   3. for the defaults and each ci/*-values.yaml, the output of `helm template --include-crds`
@@ -62,9 +62,11 @@ rules:
 EOF
 
 # --- 1. CRD copy, chart sources, package ----------------------------------------------------------
-cmp crds/vbsbackup.yaml "$chart/crds/vbsbackup.yaml" >"$scratch/out" 2>&1 ||
-  fail "$chart/crds/vbsbackup.yaml differs from crds/vbsbackup.yaml; copy it: cp crds/vbsbackup.yaml $chart/crds/" "$scratch/out"
-ok "crd: $chart/crds/vbsbackup.yaml == crds/vbsbackup.yaml"
+for crd in vbsbackup cbrbackup; do
+  cmp "crds/$crd.yaml" "$chart/crds/$crd.yaml" >"$scratch/out" 2>&1 ||
+    fail "$chart/crds/$crd.yaml differs from crds/$crd.yaml; copy it: cp crds/$crd.yaml $chart/crds/" "$scratch/out"
+  ok "crd: $chart/crds/$crd.yaml == crds/$crd.yaml"
+done
 
 # The chart's own YAML (Chart.yaml, values, ci/ and schema-tests/ cases), with the same rules.
 yamllint -f parsable -c "$scratch/yamllint.yaml" "$chart/Chart.yaml" "$chart/values.yaml" "$chart/ci" \
@@ -75,7 +77,9 @@ ok "yamllint: Chart.yaml, values.yaml, ci/, schema-tests/"
 helm package "$chart" -d "$scratch/package" >"$scratch/out" 2>&1 || fail "helm package $chart" "$scratch/out"
 tar -tzf "$scratch"/package/*.tgz >"$scratch/out" 2>&1 || fail "cannot list the packaged chart" "$scratch/out"
 ! grep -q '/schema-tests/' "$scratch/out" || fail "the packaged chart contains schema-tests/ (.helmignore)" "$scratch/out"
-grep -qx 'vbs-operator/crds/vbsbackup.yaml' "$scratch/out" || fail "the packaged chart lacks crds/vbsbackup.yaml" "$scratch/out"
+for crd in vbsbackup cbrbackup; do
+  grep -qx "vbs-operator/crds/$crd.yaml" "$scratch/out" || fail "the packaged chart lacks crds/$crd.yaml" "$scratch/out"
+done
 ok "package: $(basename "$scratch"/package/*.tgz), without schema-tests/"
 
 # --- 2. helm lint ----------------------------------------------------------------------------------
@@ -115,8 +119,8 @@ def rule_set(rules):
             for r in rule.get("resources", []) for v in rule.get("verbs", [])}
 
 # What the operator uses (README, "Install"); nothing else may be granted.
-WATCH_RULES = {("vbs.io", "vbsbackups", v) for v in ("get", "list", "watch")} | {
-    ("vbs.io", "vbsbackups/status", "patch")} | {
+WATCH_RULES = {("vbs.io", r, v) for r in ("vbsbackups", "cbrbackups") for v in ("get", "list", "watch")} | {
+    ("vbs.io", f"{r}/status", "patch") for r in ("vbsbackups", "cbrbackups")} | {
     ("", "secrets", v) for v in ("get", "list", "watch")} | {
     ("events.k8s.io", "events", v) for v in ("create", "patch")}
 LEASE_RULES = {("coordination.k8s.io", "leases", v) for v in ("get", "create", "update", "patch")}

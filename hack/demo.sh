@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The whole thing on one machine: the VBS simulator seeded with backups in different states, the
-# operator, the sample manifests from examples/, and `kubectl get vbsbackups -A` showing what the
-# operator found.
+# The whole thing on one machine: the simulator seeded with VBS and CBR backups in different
+# states, the operator, the sample manifests from examples/, and `kubectl get vbsbackups -A` and
+# `kubectl get cbrbackups -A` showing what the operator found.
 #
 #   hack/demo.sh [--in-cluster]  the operator as users run it (the default): a real node (etcd,
 #                                kube-apiserver, controller-manager, scheduler, containerd, kubelet,
@@ -57,18 +57,18 @@ start_sim() {
 install_examples() {
   # --validate=false: kubectl validates against the 1.20 server's OpenAPI, which predates the CEL
   # rule in the CRD; the server itself still validates (and drops the rule it does not know).
-  kubectl apply --validate=false -f crds/vbsbackup.yaml >/dev/null
-  kubectl wait --for=condition=established --timeout=30s crd/vbsbackups.vbs.io >/dev/null
+  kubectl apply --validate=false -f crds/vbsbackup.yaml -f crds/cbrbackup.yaml >/dev/null
+  kubectl wait --for=condition=established --timeout=30s crd/vbsbackups.vbs.io crd/cbrbackups.vbs.io >/dev/null
   kubectl apply -f examples/namespace.yaml >/dev/null
   sed "s#http://127.0.0.1:8776#$SIM_URL#g" examples/cloud-secret.yaml | kubectl apply -f - >/dev/null
-  kubectl apply -f examples/vbsbackups.yaml >/dev/null
+  kubectl apply -f examples/vbsbackups.yaml -f examples/cbrbackups.yaml >/dev/null
 }
 
 wait_synced() {
   local total synced=0 i
-  total=$(kubectl get vbsbackups -A --no-headers | wc -l)
+  total=$(kubectl get vbsbackups,cbrbackups -A --no-headers | wc -l)
   for ((i = 0; i < 600; i++)); do
-    synced=$(kubectl get vbsbackups -A -o jsonpath='{range .items[*]}{.status.conditions[?(@.type=="Synced")].status}{"\n"}{end}' | grep -c . || true)
+    synced=$(kubectl get vbsbackups,cbrbackups -A -o jsonpath='{range .items[*]}{.status.conditions[?(@.type=="Synced")].status}{"\n"}{end}' | grep -c . || true)
     [[ $synced -ge $total ]] && return 0
     sleep 0.1
   done
@@ -122,12 +122,17 @@ if [[ $mode == --in-cluster ]]; then
   echo
   echo "\$ kubectl get vbsbackups -A"
   kubectl get vbsbackups -A
+  echo
+  echo "\$ kubectl get cbrbackups -A"
+  kubectl get cbrbackups -A
   cat <<MSG
 
 The operator runs as the chart's pod, from the image built here ($(($(date +%s) - started)) s). Poke it:
   export KUBECONFIG=$KUBECONFIG
   kubectl logs -n vbs-system deploy/vbs-operator            # JSON logs
   kubectl describe vbsbackup -n team-a db-nightly           # conditions and events
+  curl -X PATCH $SIM_URL/sim/projects/$PROJECT/cbr-backups/7e21c9d4-0a1b-4c2d-8e3f-5a6b7c8d9e0f \\
+       -H 'content-type: application/json' -d '{"status": "available"}'
   curl -X PATCH $SIM_URL/sim/projects/$PROJECT/backups/8c3d2e1f-7a6b-4c5d-9e8f-1a2b3c4d5e6f \\
        -H 'content-type: application/json' -d '{"status": "available"}'
 Stop it: $repo/hack/demo.sh stop
@@ -158,12 +163,18 @@ kubectl get vbsbackups -A
 echo
 echo "\$ kubectl get vbsbackups -A -o wide"
 kubectl get vbsbackups -A -o wide
+echo
+echo "\$ kubectl get cbrbackups -A -o wide"
+kubectl get cbrbackups -A -o wide
 cat <<MSG
 
 It is running. Poke it:
   export KUBECONFIG=$KUBECONFIG
   kubectl describe vbsbackup -n team-a db-nightly          # conditions and events
-  kubectl get vbsbackups -n team-a -w &                    # watch, then finish the backup in the cloud:
+  kubectl get cbrbackups -n team-a -w &                    # watch, then finish the CBR backup in the cloud:
+  curl -X PATCH $SIM_URL/sim/projects/$PROJECT/cbr-backups/7e21c9d4-0a1b-4c2d-8e3f-5a6b7c8d9e0f \\
+       -H 'content-type: application/json' -d '{"status": "available"}'
+  kubectl get vbsbackups -n team-a -w &                    # and the VBS one:
   curl -X PATCH $SIM_URL/sim/projects/$PROJECT/backups/8c3d2e1f-7a6b-4c5d-9e8f-1a2b3c4d5e6f \\
        -H 'content-type: application/json' -d '{"status": "available"}'
   curl -X POST $SIM_URL/sim/faults -H 'content-type: application/json' \\

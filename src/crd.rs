@@ -1,4 +1,5 @@
-//! The `VbsBackup` custom resource: types only. Doc comments here become `kubectl explain` text.
+//! The `VbsBackup` and `CbrBackup` custom resources: types only. Doc comments here become `kubectl
+//! explain` text.
 
 // kube-derive repeats `type_ = ...` across printcolumn attributes, which this lint mistakes for duplicates.
 #![allow(clippy::duplicated_attributes)]
@@ -60,10 +61,29 @@ pub const DURATION_PATTERN: &str = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$";
         priority = "1"
     )
 )]
-#[serde(rename_all = "camelCase")]
 pub struct VbsBackupSpec {
+    #[serde(flatten)]
+    pub backup: BackupSpec,
+}
+
+impl From<BackupSpec> for VbsBackupSpec {
+    fn from(backup: BackupSpec) -> Self {
+        VbsBackupSpec { backup }
+    }
+}
+
+impl From<BackupSpec> for CbrBackupSpec {
+    fn from(backup: BackupSpec) -> Self {
+        CbrBackupSpec { backup }
+    }
+}
+
+/// The spec every backup kind shares: which backup, with which credentials, how often.
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupSpec {
     /// ID (UUID) of the backup in the cloud's backup service. Immutable: to follow another backup,
-    /// create another VbsBackup.
+    /// create another resource.
     #[schemars(regex(pattern = UUID_PATTERN))]
     #[x_kube(validation = Rule::new("self == oldSelf").message("backupId is immutable"))]
     pub backup_id: String,
@@ -74,7 +94,8 @@ pub struct VbsBackupSpec {
     /// How often a settled backup (available, error, ...) is polled, as a Go-style duration
     /// (`90s`, `10m`, `1h`). Defaults to the operator's `--poll-interval` (10m); values under 10s
     /// are raised to 10s, and the longest is 168h (7 days). Backups in a transitional state
-    /// (creating, restoring, deleting) are always polled at the operator's fast interval.
+    /// (creating, protecting, restoring, deleting, ...) are always polled at the operator's fast
+    /// interval.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = DURATION_PATTERN), length(max = 32))]
     #[x_kube(validation = Rule::new("duration(self) <= duration('168h')").message("pollInterval must be at most 168h (7 days)"))]
@@ -157,29 +178,195 @@ pub struct VbsBackupStatus {
     pub conditions: Vec<Condition>,
 }
 
+/// Names one backup in a cloud's Cloud Backup and Recovery service (CBR, the successor of VBS on
+/// Huawei Cloud and Open Telekom Cloud) and mirrors its state into `.status`. Deleting a CbrBackup
+/// never touches the backup in the cloud.
+#[derive(CustomResource, KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "vbs.io",
+    version = "v1alpha1",
+    kind = "CbrBackup",
+    plural = "cbrbackups",
+    shortname = "cbrb",
+    namespaced,
+    status = "CbrBackupStatus",
+    derive = "PartialEq",
+    doc = "A Cloud Backup and Recovery (CBR) backup whose state the operator mirrors into .status",
+    printcolumn(name = "Backup ID", type_ = "string", json_path = ".spec.backupId"),
+    printcolumn(name = "Status", type_ = "string", json_path = ".status.backupStatus"),
+    printcolumn(name = "Resource", type_ = "string", json_path = ".status.resourceName"),
+    printcolumn(name = "Type", type_ = "string", json_path = ".status.resourceType"),
+    printcolumn(
+        name = "Size",
+        type_ = "integer",
+        json_path = ".status.resourceSize",
+        description = "GB"
+    ),
+    printcolumn(name = "Vault", type_ = "string", json_path = ".status.vaultId"),
+    printcolumn(
+        name = "Synced",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Synced\")].status"
+    ),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    printcolumn(
+        name = "Checkpoint",
+        type_ = "string",
+        json_path = ".status.checkpointId",
+        priority = "1"
+    ),
+    printcolumn(
+        name = "Expires",
+        type_ = "string",
+        json_path = ".status.expiredAt",
+        priority = "1"
+    )
+)]
+pub struct CbrBackupSpec {
+    #[serde(flatten)]
+    pub backup: BackupSpec,
+}
+
+/// What the operator last learned about the CBR backup. Fields the API returns as null are omitted.
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CbrBackupStatus {
+    /// The `.metadata.generation` this status was computed for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// The backup's status as the API reports it, verbatim: available, protecting, deleting,
+    /// restoring, error, waiting_protect, waiting_delete, waiting_restore, or any other string.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup_status: Option<String>,
+    /// ID of the backed-up resource (server, volume, file system).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_id: Option<String>,
+    /// Name of the backed-up resource.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_name: Option<String>,
+    /// Type of the backed-up resource: OS::Nova::Server, OS::Cinder::Volume, OS::Sfs::Turbo, ...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_type: Option<String>,
+    /// Size of the backed-up resource in GB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_size: Option<i64>,
+    /// Availability zone of the backed-up resource.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_az: Option<String>,
+    /// ID of the vault holding the backup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vault_id: Option<String>,
+    /// ID of the restore point (checkpoint) the backup belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint_id: Option<String>,
+    /// ID of the parent backup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_id: Option<String>,
+    /// Whether this is an incremental backup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incremental: Option<bool>,
+    /// `backup`, or `replication` for a replica in another region.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_type: Option<String>,
+    /// Name of the backup in the cloud.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Description of the backup in the cloud.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// ID of the project (tenant) owning the backup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project_id: Option<String>,
+    /// ID of the enterprise project of the backup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enterprise_project_id: Option<String>,
+    /// ID of the backup provider (identifies the resource type's backup driver).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider_id: Option<String>,
+    /// How many per-disk backups a server backup has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub child_count: Option<i64>,
+    /// The per-disk backups of a server backup (the first 64).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub children: Vec<CbrChildStatus>,
+    /// When the backup was created (RFC 3339, UTC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<String>,
+    /// When the backup was last updated in the cloud (RFC 3339, UTC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<String>,
+    /// Point in time whose data the backup holds (RFC 3339, UTC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protected_at: Option<String>,
+    /// When the backup expires and the vault's policy deletes it (RFC 3339, UTC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expired_at: Option<String>,
+    /// `Ready` (True iff backupStatus is available) and `Synced` (True iff the last query of the
+    /// cloud API succeeded), as metav1.Condition.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}
+
+/// One per-disk backup of a server backup.
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CbrChildStatus {
+    /// ID of the per-disk backup.
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup_status: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_type: Option<String>,
+    /// GB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_size: Option<i64>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use kube::CustomResourceExt;
 
-    #[test]
-    fn crd_file_matches_generated_crd() {
-        let generated = crate::crd_yaml().expect("CRD serializes");
-        let committed = include_str!("../crds/vbsbackup.yaml");
-        assert!(
-            generated == committed,
-            "crds/vbsbackup.yaml is stale: regenerate it with `cargo run -- crd > crds/vbsbackup.yaml`"
-        );
+    /// Each kind's generated CRD, and its committed copies in `crds/` and in the chart.
+    fn crds() -> [(&'static str, String, &'static str, &'static str); 2] {
+        [
+            (
+                "vbsbackup",
+                crate::crd_yaml::<VbsBackup>().expect("CRD serializes"),
+                include_str!("../crds/vbsbackup.yaml"),
+                include_str!("../charts/vbs-operator/crds/vbsbackup.yaml"),
+            ),
+            (
+                "cbrbackup",
+                crate::crd_yaml::<CbrBackup>().expect("CRD serializes"),
+                include_str!("../crds/cbrbackup.yaml"),
+                include_str!("../charts/vbs-operator/crds/cbrbackup.yaml"),
+            ),
+        ]
     }
 
     #[test]
-    fn helm_chart_carries_the_same_crd_and_version() {
-        let generated = crate::crd_yaml().expect("CRD serializes");
-        let in_chart = include_str!("../charts/vbs-operator/crds/vbsbackup.yaml");
-        assert!(
-            generated == in_chart,
-            "charts/vbs-operator/crds/vbsbackup.yaml is stale: cp crds/vbsbackup.yaml charts/vbs-operator/crds/"
-        );
+    fn crd_files_match_generated_crds() {
+        for (kind, generated, committed, _) in crds() {
+            assert!(
+                generated == committed,
+                "crds/{kind}.yaml is stale: regenerate it with `cargo run -- crd {kind} > crds/{kind}.yaml`"
+            );
+        }
+    }
+
+    #[test]
+    fn helm_chart_carries_the_same_crds_and_version() {
+        for (kind, generated, _, in_chart) in crds() {
+            assert!(
+                generated == in_chart,
+                "charts/vbs-operator/crds/{kind}.yaml is stale: cp crds/{kind}.yaml charts/vbs-operator/crds/"
+            );
+        }
         let chart = include_str!("../charts/vbs-operator/Chart.yaml");
         let app_version = format!("appVersion: \"{}\"", env!("CARGO_PKG_VERSION"));
         assert!(
@@ -202,6 +389,45 @@ mod tests {
                 .and_then(|s| s.status.as_ref())
                 .is_some()
         );
+    }
+
+    #[test]
+    fn cbr_crd_names_and_columns() {
+        let crd = CbrBackup::crd();
+        assert_eq!(crd.metadata.name.as_deref(), Some("cbrbackups.vbs.io"));
+        assert_eq!(crd.spec.names.short_names, Some(vec!["cbrb".to_string()]));
+        let columns: Vec<(String, Option<i32>)> = crd.spec.versions[0]
+            .additional_printer_columns
+            .iter()
+            .flatten()
+            .map(|c| (c.name.to_uppercase(), c.priority))
+            .collect();
+        let names: Vec<&str> = columns.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "BACKUP ID",
+                "STATUS",
+                "RESOURCE",
+                "TYPE",
+                "SIZE",
+                "VAULT",
+                "SYNCED",
+                "AGE",
+                "CHECKPOINT",
+                "EXPIRES"
+            ]
+        );
+        assert!(columns[8..].iter().all(|(_, p)| *p == Some(1)), "-o wide only");
+        // The same spec as VbsBackup, validation included.
+        let spec = |crd| {
+            let json = serde_json::to_value(crd).expect("CRD serializes");
+            json["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"].clone()
+        };
+        let cbr = spec(CbrBackup::crd());
+        let vbs = spec(VbsBackup::crd());
+        assert_eq!(cbr["properties"], vbs["properties"]);
+        assert_eq!(cbr["required"], vbs["required"]);
     }
 
     #[test]

@@ -29,7 +29,7 @@ pub fn router(metrics: Arc<Metrics>, watched: Arc<Watched>) -> Router {
 
 async fn metrics_handler(State(s): State<AppState>) -> Response {
     let objects = s.watched.objects();
-    s.metrics.refresh_from(objects.iter().map(|o| &**o));
+    s.metrics.refresh_from(objects);
     match s.metrics.encode() {
         Ok(body) => ([(header::CONTENT_TYPE, OPENMETRICS)], body).into_response(),
         Err(e) => (

@@ -12,8 +12,8 @@ use vbs_operator::leader::{self, Leadership, LeaseSettings};
 use vbs_operator::metrics::Metrics;
 use vbs_operator::telemetry::{self, LogFormat};
 
-/// Kubernetes operator that mirrors cloud volume backups (OpenStack Cinder / Huawei Cloud VBS)
-/// into VbsBackup resources.
+/// Kubernetes operator that mirrors cloud backups into Kubernetes resources: OpenStack Cinder /
+/// Huawei Cloud VBS backups into VbsBackups, Cloud Backup and Recovery backups into CbrBackups.
 #[derive(Parser)]
 #[command(version, about)]
 struct Cli {
@@ -25,8 +25,11 @@ struct Cli {
 enum Command {
     /// Run the controller (kube config from KUBECONFIG, ~/.kube/config or the in-cluster service account).
     Run(Box<RunArgs>),
-    /// Print the VbsBackup CustomResourceDefinition as YAML.
-    Crd,
+    /// Print the CustomResourceDefinitions as YAML (both kinds, or the one named).
+    Crd {
+        #[arg(value_enum)]
+        kind: Option<controller::Kind>,
+    },
 }
 
 #[derive(clap::Args)]
@@ -34,10 +37,19 @@ struct RunArgs {
     /// Watch only this namespace; repeat for several (default: all namespaces).
     #[arg(long = "namespace", env = "VBS_WATCH_NAMESPACES", value_delimiter = ',')]
     namespaces: Vec<String>,
-    /// Reconcile only VbsBackups matching this label selector (e.g. `shard=a`), so that several
-    /// deployments can split a large fleet; all VbsBackups by default.
+    /// Reconcile only resources matching this label selector (e.g. `shard=a`), so that several
+    /// deployments can split a large fleet; all by default.
     #[arg(long, env = "VBS_SELECTOR")]
     selector: Option<String>,
+    /// The kinds to reconcile; each needs its CRD installed.
+    #[arg(
+        long,
+        env = "VBS_KINDS",
+        value_enum,
+        value_delimiter = ',',
+        default_value = "vbsbackup,cbrbackup"
+    )]
+    kinds: Vec<controller::Kind>,
     /// Address of the HTTP server for /metrics, /healthz and /readyz.
     #[arg(long, env = "VBS_LISTEN_ADDR", default_value = "0.0.0.0:8080")]
     listen_addr: SocketAddr,
@@ -153,8 +165,19 @@ async fn main() -> std::process::ExitCode {
 
 async fn run(cli: Cli) -> Result<(), MainError> {
     match cli.command {
-        Command::Crd => {
-            print!("{}", vbs_operator::crd_yaml()?);
+        Command::Crd { kind } => {
+            use controller::Kind;
+            use vbs_operator::crd::{CbrBackup, VbsBackup};
+            let kinds = kind.map_or_else(|| vec![Kind::VbsBackup, Kind::CbrBackup], |k| vec![k]);
+            for kind in kinds {
+                print!(
+                    "{}",
+                    match kind {
+                        Kind::VbsBackup => vbs_operator::crd_yaml::<VbsBackup>()?,
+                        Kind::CbrBackup => vbs_operator::crd_yaml::<CbrBackup>()?,
+                    }
+                );
+            }
             Ok(())
         }
         Command::Run(args) => run_operator(*args).await,
@@ -236,6 +259,7 @@ async fn run_operator(args: RunArgs) -> Result<(), MainError> {
         instance: std::env::var("POD_NAME").ok(),
         selector: args.selector.filter(|s| !s.trim().is_empty()),
         refresh: args.refresh,
+        kinds: dedup(args.kinds),
         batch: BatchOptions {
             page_size: args.list_page_size,
             coalesce_window: args.batch_window,
@@ -298,4 +322,15 @@ async fn run_operator(args: RunArgs) -> Result<(), MainError> {
     result?;
     info!("stopped");
     Ok(())
+}
+
+/// `kinds` without repeats, in their first order.
+fn dedup(kinds: Vec<controller::Kind>) -> Vec<controller::Kind> {
+    let mut out = Vec::new();
+    for kind in kinds {
+        if !out.contains(&kind) {
+            out.push(kind);
+        }
+    }
+    out
 }

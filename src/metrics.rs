@@ -13,16 +13,23 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use crate::cloud::{ApiObserver, Operation};
-use crate::crd::VbsBackup;
-use kube::ResourceExt;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    /// `VbsBackup` or `CbrBackup`.
+    pub kind: &'static str,
+}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabels {
+    pub kind: &'static str,
     pub reason: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
+    /// `keystone`, `vbs` or `cbr`.
+    pub service: &'static str,
     pub operation: String,
     /// HTTP status code, or `none` when no response arrived.
     pub code: String,
@@ -30,16 +37,19 @@ pub struct RequestLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OperationLabels {
+    pub service: &'static str,
     pub operation: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BackupStatusLabels {
+    pub kind: &'static str,
     pub backup_status: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ResourceLabels {
+    pub kind: &'static str,
     pub namespace: String,
     pub name: String,
 }
@@ -49,18 +59,18 @@ type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 /// Every metric the operator exports. Names carry the `vbs_` prefix.
 pub struct Metrics {
     registry: Registry,
-    pub reconciles: Counter,
+    pub reconciles: Family<KindLabels, Counter>,
     pub reconcile_failures: Family<ReasonLabels, Counter>,
-    pub reconcile_duration: Histogram,
+    pub reconcile_duration: HistogramFamily<KindLabels>,
     pub cloud_requests: Family<RequestLabels, Counter>,
     pub cloud_request_duration: HistogramFamily<OperationLabels>,
     pub token_refreshes: Counter,
     /// Status patches written (only when the status changed).
-    pub status_writes: Counter,
+    pub status_writes: Family<KindLabels, Counter>,
     /// Secrets read through the API (only when not cached at their current resourceVersion).
     pub secret_reads: Counter,
     /// Events published.
-    pub events: Counter,
+    pub events: Family<KindLabels, Counter>,
     pub backups: Family<BackupStatusLabels, Gauge>,
     pub last_sync: Family<ResourceLabels, Gauge<f64, AtomicU64>>,
     /// Source of `last_sync`, pruned of deleted VbsBackups at each scrape.
@@ -75,31 +85,31 @@ fn latency_histogram() -> Histogram {
 impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("vbs");
-        let reconciles = Counter::default();
-        registry.register("reconciles", "Reconciles of VbsBackups", reconciles.clone());
+        let reconciles = Family::<KindLabels, Counter>::default();
+        registry.register("reconciles", "Reconciles, by kind", reconciles.clone());
         let reconcile_failures = Family::<ReasonLabels, Counter>::default();
         registry.register(
             "reconcile_failures",
-            "Reconciles that did not learn the backup's state, by reason (the Synced reason, or KubernetesError)",
+            "Reconciles that did not learn the backup's state, by kind and reason (the Synced reason, or KubernetesError)",
             reconcile_failures.clone(),
         );
-        let reconcile_duration = latency_histogram();
+        let reconcile_duration: HistogramFamily<KindLabels> = Family::new_with_constructor(latency_histogram);
         registry.register(
             "reconcile_duration_seconds",
-            "Duration of reconciles",
+            "Duration of reconciles, by kind",
             reconcile_duration.clone(),
         );
         let cloud_requests = Family::<RequestLabels, Counter>::default();
         registry.register(
             "cloud_requests",
-            "HTTP requests to the cloud, by operation (authenticate, show_backup) and status code",
+            "HTTP requests to the cloud, by service (keystone, vbs, cbr), operation (authenticate, show_backup, list_backups) and status code",
             cloud_requests.clone(),
         );
         let cloud_request_duration: HistogramFamily<OperationLabels> =
             Family::new_with_constructor(latency_histogram);
         registry.register(
             "cloud_request_duration_seconds",
-            "Latency of HTTP requests to the cloud, by operation",
+            "Latency of HTTP requests to the cloud, by service and operation",
             cloud_request_duration.clone(),
         );
         let token_refreshes = Counter::default();
@@ -108,10 +118,10 @@ impl Default for Metrics {
             "Keystone tokens fetched",
             token_refreshes.clone(),
         );
-        let status_writes = Counter::default();
+        let status_writes = Family::<KindLabels, Counter>::default();
         registry.register(
             "status_writes",
-            "Status patches of VbsBackups written (a write happens only when the status changed)",
+            "Status patches written, by kind (a write happens only when the status changed)",
             status_writes.clone(),
         );
         let secret_reads = Counter::default();
@@ -120,18 +130,18 @@ impl Default for Metrics {
             "Secrets read through the Kubernetes API (a Secret unchanged since it was parsed is not read again)",
             secret_reads.clone(),
         );
-        let events = Counter::default();
-        registry.register("events", "Kubernetes Events published", events.clone());
+        let events = Family::<KindLabels, Counter>::default();
+        registry.register("events", "Kubernetes Events published, by kind", events.clone());
         let backups = Family::<BackupStatusLabels, Gauge>::default();
         registry.register(
             "backups",
-            "VbsBackups by the backup's status (`none` while unknown or when the backup is gone)",
+            "Backup resources by kind and by the backup's status (`none` while unknown or when the backup is gone)",
             backups.clone(),
         );
         let last_sync = Family::<ResourceLabels, Gauge<f64, AtomicU64>>::default();
         registry.register(
             "last_successful_sync_timestamp_seconds",
-            "Unix time of the last successful query of the cloud, per VbsBackup",
+            "Unix time of the last successful query of the cloud, per backup resource",
             last_sync.clone(),
         );
         Metrics {
@@ -153,16 +163,18 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    pub fn failure(&self, reason: &str) {
+    pub fn failure(&self, kind: &'static str, reason: &str) {
         self.reconcile_failures
             .get_or_create(&ReasonLabels {
+                kind,
                 reason: reason.to_string(),
             })
             .inc();
     }
 
-    pub fn synced(&self, namespace: &str, name: &str, unix_seconds: f64) {
+    pub fn synced(&self, kind: &'static str, namespace: &str, name: &str, unix_seconds: f64) {
         let labels = ResourceLabels {
+            kind,
             namespace: namespace.to_string(),
             name: name.to_string(),
         };
@@ -173,22 +185,21 @@ impl Metrics {
     }
 
     /// Recomputes the per-resource gauges from the watched objects (called before each scrape):
-    /// VbsBackups by backup status, and the last sync time of those that still exist.
-    pub fn refresh_from<'a>(&self, objects: impl IntoIterator<Item = &'a VbsBackup>) {
+    /// resources by kind and backup status, and the last sync time of those that still exist.
+    pub fn refresh_from(&self, objects: impl IntoIterator<Item = WatchedObject>) {
         let mut alive = HashSet::new();
         self.backups.clear();
         for obj in objects {
-            let state = obj
-                .status
-                .as_ref()
-                .and_then(|s| s.backup_status.clone())
-                .unwrap_or_else(|| "none".into());
             self.backups
-                .get_or_create(&BackupStatusLabels { backup_status: state })
+                .get_or_create(&BackupStatusLabels {
+                    kind: obj.kind,
+                    backup_status: obj.backup_status.unwrap_or_else(|| "none".into()),
+                })
                 .inc();
             alive.insert(ResourceLabels {
-                namespace: obj.namespace().unwrap_or_default(),
-                name: obj.name_any(),
+                kind: obj.kind,
+                namespace: obj.namespace,
+                name: obj.name,
             });
         }
         let mut times = self
@@ -211,17 +222,27 @@ impl Metrics {
 }
 
 impl ApiObserver for Metrics {
-    fn request_finished(&self, operation: Operation, status: Option<u16>, elapsed: Duration) {
+    fn request_finished(
+        &self,
+        service: &'static str,
+        operation: Operation,
+        status: Option<u16>,
+        elapsed: Duration,
+    ) {
         let op = operation.as_str().to_string();
         let code = status.map_or_else(|| "none".to_string(), |s| s.to_string());
         self.cloud_requests
             .get_or_create(&RequestLabels {
+                service,
                 operation: op.clone(),
                 code,
             })
             .inc();
         self.cloud_request_duration
-            .get_or_create(&OperationLabels { operation: op })
+            .get_or_create(&OperationLabels {
+                service,
+                operation: op,
+            })
             .observe(elapsed.as_secs_f64());
     }
 
@@ -229,12 +250,36 @@ impl ApiObserver for Metrics {
         self.token_refreshes.inc();
     }
 }
-/// The value of one series (`name` with its labels, if any) in an OpenMetrics text, as the
-/// operator's `/metrics` serves it; for tests and the benchmark that read it from outside.
+/// One watched resource, as the per-resource gauges need it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WatchedObject {
+    pub kind: &'static str,
+    pub namespace: String,
+    pub name: String,
+    pub backup_status: Option<String>,
+}
+
+/// The value of a series in an OpenMetrics text, as the operator's `/metrics` serves it; for tests
+/// and the benchmark that read it from outside. `series` with labels (`name{a="b"}`) is that one
+/// series; a bare name is the sum of all its series (every kind, say), `None` when there is none.
 pub fn sample(text: &str, series: &str) -> Option<f64> {
+    let value = |v: &str| v.trim().parse::<f64>().ok();
+    if series.contains('{') {
+        return text
+            .lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+            .and_then(value);
+    }
     text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-        .and_then(|v| v.trim().parse().ok())
+        .filter_map(|l| {
+            let rest = l.strip_prefix(series)?;
+            let v = match rest.strip_prefix('{') {
+                Some(labelled) => labelled.split_once("} ")?.1,
+                None => rest.strip_prefix(' ')?,
+            };
+            value(v)
+        })
+        .reduce(|a, b| a + b)
 }
 
 #[cfg(test)]
@@ -243,9 +288,15 @@ mod tests {
 
     #[test]
     fn samples_are_read_by_series() {
-        let text = "# TYPE vbs_events counter\nvbs_events_total 3\nvbs_backups{backup_status=\"none\"} 1\n";
+        let text = "# TYPE vbs_events counter\nvbs_events_total 3\nvbs_backups{backup_status=\"none\"} 1\n\
+                    vbs_backups{backup_status=\"available\"} 2\n";
         assert_eq!(sample(text, "vbs_events_total"), Some(3.0));
         assert_eq!(sample(text, "vbs_backups{backup_status=\"none\"}"), Some(1.0));
+        assert_eq!(
+            sample(text, "vbs_backups"),
+            Some(3.0),
+            "a bare name sums its series"
+        );
         assert_eq!(
             sample(text, "vbs_events"),
             None,

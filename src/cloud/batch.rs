@@ -5,9 +5,9 @@
 //! sees another's backups. A read is served from the group's last list while that list is younger
 //! than the read's `max_age`. Otherwise the read waits a short coalescing window, and the reads
 //! that gathered meanwhile decide together: when they outnumber the pages a list would take, one
-//! list (`GET .../backups/detail`, following `next` links) refreshes the whole group; otherwise each
+//! list (all its pages, by `next` links or offsets) refreshes the whole group; otherwise each
 //! makes its single GET. A backup missing from a list gets a single GET too (it may be gone, or in
-//! another project), so its answer is always the API's own.
+//! another project), so its answer is always the API's own. One `Batcher` serves one service.
 
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
@@ -20,7 +20,7 @@ use lru::LruCache;
 use super::client::{VbsClient, group_key};
 use super::config::CloudProfile;
 use super::error::CloudError;
-use super::wire::Backup;
+use super::service::BackupService;
 
 /// How reads are batched.
 #[derive(Debug, Clone, PartialEq)]
@@ -45,44 +45,55 @@ const MAX_GROUPS: usize = 256;
 
 /// A backup as a read found it, and when the list it came from was fetched (`None`: a single GET).
 #[derive(Debug, Clone)]
-pub struct Fetched {
-    pub backup: Backup,
+pub struct Fetched<B> {
+    pub backup: B,
     pub listed_at: Option<Instant>,
 }
 
-pub struct Batcher {
+pub struct Batcher<S: BackupService> {
     client: Arc<VbsClient>,
     options: BatchOptions,
-    groups: Mutex<LruCache<[u8; 32], Arc<Group>>>,
+    groups: Mutex<Groups<S::Backup>>,
 }
 
-#[derive(Default)]
-struct Group {
-    listing: tokio::sync::Mutex<Option<Listing>>,
+/// The groups by key, least recently used dropped first.
+type Groups<B> = LruCache<[u8; 32], Arc<Group<B>>>;
+
+struct Group<B> {
+    listing: tokio::sync::Mutex<Option<Listing<B>>>,
     /// Reads waiting in the coalescing window or for the lock.
     waiting: AtomicUsize,
 }
 
-struct Listing {
-    at: Instant,
-    /// By lower-case ID.
-    backups: HashMap<String, Backup>,
+impl<B> Default for Group<B> {
+    fn default() -> Self {
+        Group {
+            listing: tokio::sync::Mutex::new(None),
+            waiting: AtomicUsize::new(0),
+        }
+    }
 }
 
-impl Listing {
+struct Listing<B> {
+    at: Instant,
+    /// By lower-case ID.
+    backups: HashMap<String, B>,
+}
+
+impl<B> Listing<B> {
     fn fresh(&self, max_age: Duration, now: Instant) -> bool {
         now.saturating_duration_since(self.at) <= max_age
     }
 }
 
 /// What the group's last list says about one backup.
-enum Hit {
-    Found(Box<Fetched>),
+enum Hit<B> {
+    Found(Box<Fetched<B>>),
     /// The list is fresh but does not hold the backup.
     Missing,
 }
 
-impl Batcher {
+impl<S: BackupService> Batcher<S> {
     pub fn new(client: Arc<VbsClient>, options: BatchOptions) -> Self {
         Batcher {
             client,
@@ -93,9 +104,9 @@ impl Batcher {
         }
     }
 
-    fn group(&self, cloud: &CloudProfile) -> Arc<Group> {
+    fn group(&self, cloud: &CloudProfile) -> Arc<Group<S::Backup>> {
         let mut groups = self.groups.lock().unwrap_or_else(PoisonError::into_inner);
-        groups.get_or_insert(group_key(cloud), Arc::default).clone()
+        groups.get_or_insert(group_key::<S>(cloud), Arc::default).clone()
     }
 
     /// The backup `id` as of at most `max_age` ago: from the group's last list, from a list made
@@ -105,7 +116,7 @@ impl Batcher {
         cloud: &CloudProfile,
         id: &str,
         max_age: Duration,
-    ) -> Result<Fetched, CloudError> {
+    ) -> Result<Fetched<S::Backup>, CloudError> {
         let group = self.group(cloud);
         let key = id.to_ascii_lowercase();
         let hit = lookup(&*group.listing.lock().await, &key, max_age);
@@ -131,14 +142,14 @@ impl Batcher {
             drop(listing);
             return self.single(cloud, id).await;
         }
-        let result = self.client.list_backups(cloud, self.options.page_size).await;
+        let result = self.client.list::<S>(cloud, self.options.page_size).await;
         group.waiting.fetch_sub(1, Ordering::AcqRel);
         let backups = result?;
         *listing = Some(Listing {
             at: Instant::now(),
             backups: backups
                 .into_iter()
-                .map(|b| (b.id.to_ascii_lowercase(), b))
+                .map(|b| (S::id(&b).to_ascii_lowercase(), b))
                 .collect(),
         });
         let hit = lookup(&listing, &key, Duration::MAX).unwrap_or(Hit::Missing);
@@ -146,15 +157,20 @@ impl Batcher {
         self.serve(cloud, id, hit).await
     }
 
-    async fn serve(&self, cloud: &CloudProfile, id: &str, hit: Hit) -> Result<Fetched, CloudError> {
+    async fn serve(
+        &self,
+        cloud: &CloudProfile,
+        id: &str,
+        hit: Hit<S::Backup>,
+    ) -> Result<Fetched<S::Backup>, CloudError> {
         match hit {
             Hit::Found(fetched) => Ok(*fetched),
             Hit::Missing => self.single(cloud, id).await,
         }
     }
 
-    async fn single(&self, cloud: &CloudProfile, id: &str) -> Result<Fetched, CloudError> {
-        let backup = self.client.show_backup(cloud, id).await?;
+    async fn single(&self, cloud: &CloudProfile, id: &str) -> Result<Fetched<S::Backup>, CloudError> {
+        let backup = self.client.show::<S>(cloud, id).await?;
         Ok(Fetched {
             backup,
             listed_at: None,
@@ -162,7 +178,7 @@ impl Batcher {
     }
 }
 
-fn lookup(listing: &Option<Listing>, key: &str, max_age: Duration) -> Option<Hit> {
+fn lookup<B: Clone>(listing: &Option<Listing<B>>, key: &str, max_age: Duration) -> Option<Hit<B>> {
     let listing = listing.as_ref().filter(|l| l.fresh(max_age, Instant::now()))?;
     Some(match listing.backups.get(key) {
         Some(backup) => Hit::Found(Box::new(Fetched {

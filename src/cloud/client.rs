@@ -19,12 +19,13 @@ use sha2::{Digest, Sha256};
 use tracing::debug;
 
 use super::config::{AkSkAuth, CloudProfile, ConfigError, Credentials, PasswordAuth};
-use super::endpoint::{ProjectBase, select_from_catalog};
+use super::endpoint::{CatalogEndpoints, ProjectBase, base_of};
 use super::error::{CloudError, Operation, describe, parse_retry_after};
 use super::keystone::{self, Session};
 use super::limits::{CallLimits, Limiter};
+use super::service::{BackupService, NextPage};
 use super::signer::{self, SignableRequest};
-use super::wire::{Backup, ListBackupsPage, ShowBackupResponse, TokenResponse, parse_error_body};
+use super::wire::{TokenResponse, parse_error_body};
 
 /// Limits applied to every call.
 #[derive(Debug, Clone)]
@@ -62,8 +63,16 @@ impl Default for ClientOptions {
 
 /// Hooks for metrics; the client itself knows nothing of how they are exported.
 pub trait ApiObserver: Send + Sync {
-    /// One HTTP exchange ended: `status` is `None` when no response arrived.
-    fn request_finished(&self, _operation: Operation, _status: Option<u16>, _elapsed: Duration) {}
+    /// One HTTP exchange with `service` (`keystone`, or a backup service's name) ended: `status` is
+    /// `None` when no response arrived.
+    fn request_finished(
+        &self,
+        _service: &'static str,
+        _operation: Operation,
+        _status: Option<u16>,
+        _elapsed: Duration,
+    ) {
+    }
     /// A Keystone token was fetched (first use, renewal before expiry, or after a 401).
     fn token_fetched(&self) {}
 }
@@ -141,17 +150,20 @@ impl VbsClient {
         self.sessions.lock().unwrap_or_else(PoisonError::into_inner).len()
     }
 
-    /// `GET .../backups/{backup_id}` on the cloud's native (default) or Cinder path.
-    pub async fn show_backup(&self, cloud: &CloudProfile, backup_id: &str) -> Result<Backup, CloudError> {
+    /// The backup `backup_id` of service `S` (the show call). A 404 with an error body is
+    /// [`CloudError::NotFound`]; an answer about another ID is refused.
+    pub async fn show<S: BackupService>(
+        &self,
+        cloud: &CloudProfile,
+        backup_id: &str,
+    ) -> Result<S::Backup, CloudError> {
         let op = Operation::ShowBackup;
         let (answer, project_id, _) = self
-            .authorized_get(op, cloud, |base| base.show_backup_url(cloud.vbs_api, backup_id))
+            .authorized_get::<S>(op, cloud, |base| S::show_url(base, cloud, backup_id))
             .await?;
         if answer.status.is_success() {
-            let backup = serde_json::from_slice::<ShowBackupResponse>(&answer.body)
-                .map(|r| r.backup)
-                .map_err(|e| decode_error(op, &e))?;
-            if !backup.id.eq_ignore_ascii_case(backup_id) {
+            let backup = S::parse_show(&answer.body).map_err(|e| decode_error(op, &e))?;
+            if !S::id(&backup).eq_ignore_ascii_case(backup_id) {
                 return Err(CloudError::Decode {
                     operation: op,
                     detail: "the answer describes another backup than the one asked for".into(),
@@ -171,44 +183,47 @@ impl VbsClient {
         }
     }
 
-    /// Every backup of the cloud's project, from `GET .../backups/detail?limit={page_size}` and the
-    /// `next` links that follow (only links to the same endpoint and path are followed, and at most
-    /// [`MAX_LIST_PAGES`] pages). Entries without an `id` are skipped.
-    pub async fn list_backups(
+    /// Every backup of service `S` in the cloud's project, page by page (`page_size` each) by
+    /// `next` links or offsets as the service pages. Only links to the same endpoint and path are
+    /// followed, and at most [`MAX_LIST_PAGES`] pages. Entries without an `id` are skipped.
+    pub async fn list<S: BackupService>(
         &self,
         cloud: &CloudProfile,
         page_size: u32,
-    ) -> Result<Vec<Backup>, CloudError> {
+    ) -> Result<Vec<S::Backup>, CloudError> {
         let op = Operation::ListBackups;
         let page_size = page_size.clamp(1, 1000);
-        let mut next: Option<String> = None;
+        let mut next = NextPage::Offset(0);
         let mut backups = Vec::new();
         for _ in 0..MAX_LIST_PAGES {
+            let offset = match &next {
+                NextPage::Offset(n) => *n,
+                _ => 0,
+            };
             let (answer, _, base) = self
-                .authorized_get(op, cloud, |base| match &next {
-                    Some(url) => url.clone(),
-                    None => format!("{}?limit={page_size}", base.list_backups_url(cloud.vbs_api)),
+                .authorized_get::<S>(op, cloud, |base| match &next {
+                    NextPage::Link(url) => url.clone(),
+                    _ => S::list_url(base, cloud, page_size, offset),
                 })
                 .await?;
             if !answer.status.is_success() {
                 let detail = error_detail(parse_error_body(&answer.body).as_ref(), &answer);
                 return Err(http_error(op, answer.status, detail, answer.retry_after));
             }
-            let page: ListBackupsPage =
-                serde_json::from_slice(&answer.body).map_err(|e| decode_error(op, &e))?;
+            let page = S::parse_page(&answer.body, page_size, offset).map_err(|e| decode_error(op, &e))?;
             let before = backups.len();
-            let next_link = page.next().map(str::to_string);
-            backups.extend(page.backups.into_iter().filter(|b| !b.id.is_empty()));
-            match next_link.as_deref() {
-                None => return Ok(backups),
-                Some(_) if backups.len() == before => {
+            backups.extend(page.backups.into_iter().filter(|b| !S::id(b).is_empty()));
+            next = match page.next {
+                NextPage::End => return Ok(backups),
+                _ if backups.len() == before => {
                     return Err(CloudError::Decode {
                         operation: op,
-                        detail: "a page without backups links to a next page".into(),
+                        detail: "a page without backups says more follow".into(),
                     });
                 }
-                Some(href) => next = Some(same_endpoint(op, &base, href)?),
-            }
+                NextPage::Link(href) => NextPage::Link(same_endpoint(op, &base, &href)?),
+                offset => offset,
+            };
         }
         Err(CloudError::Decode {
             operation: op,
@@ -219,7 +234,7 @@ impl VbsClient {
     /// An authenticated GET of `url(base)` within the project base of `cloud`: with a Keystone token
     /// (renewed once if the server refuses it) or signed with AK/SK. Returns the answer, the project
     /// ID and the base.
-    async fn authorized_get(
+    async fn authorized_get<S: BackupService>(
         &self,
         op: Operation,
         cloud: &CloudProfile,
@@ -231,11 +246,11 @@ impl VbsClient {
                 let mut session = self.session(&http, cloud, auth, None).await?;
                 let mut renewed = false;
                 loop {
-                    let base = base_for(cloud, &session)?;
+                    let base = base_of::<S>(cloud, &session.project_id, &session.catalog)?;
                     let req = http
                         .get(url(&base))
                         .header("X-Auth-Token", sensitive(session.token.expose_secret(), op)?);
-                    let answer = self.exchange(op, req).await?;
+                    let answer = self.exchange(S::NAME, op, req).await?;
                     // A token can be revoked before it expires: authenticate again, once.
                     if answer.status == StatusCode::UNAUTHORIZED && !renewed {
                         session = self.session(&http, cloud, auth, Some(&session.token)).await?;
@@ -247,10 +262,15 @@ impl VbsClient {
             }
             Credentials::AkSk(keys) => {
                 let project_id = cloud.project_id.clone().unwrap_or_default();
-                let endpoint = cloud.endpoint_override.as_deref().unwrap_or_default();
+                let endpoint = S::endpoint_override(cloud).ok_or_else(|| {
+                    CloudError::Config(ConfigError::AkSkNeedsEndpoint {
+                        cloud: cloud.name.clone(),
+                        field: S::OVERRIDE_FIELD,
+                    })
+                })?;
                 let base = ProjectBase::from_override(endpoint, &project_id);
                 let req = signed_get(&http, &url(&base), keys, &project_id, Timestamp::now(), op)?;
-                Ok((self.exchange(op, req).await?, project_id, base))
+                Ok((self.exchange(S::NAME, op, req).await?, project_id, base))
             }
         }
     }
@@ -341,7 +361,7 @@ impl VbsClient {
             .post(format!("{}/auth/tokens", auth.auth_url))
             .json(&keystone::password_request_body(auth));
         let issued = Timestamp::now();
-        let answer = self.exchange(op, req).await?;
+        let answer = self.exchange("keystone", op, req).await?;
         self.observer.token_fetched();
         if !answer.status.is_success() {
             let detail = error_detail(parse_error_body(&answer.body).as_ref(), &answer);
@@ -371,25 +391,24 @@ impl VbsClient {
                 operation: op,
                 detail: "the token is not scoped to a project".into(),
             })?;
-        let catalog_base = match cloud.endpoint_override {
-            Some(_) => None,
-            None => Some(select_from_catalog(
-                &parsed.token.catalog,
-                &cloud.interface,
-                cloud.region.as_deref(),
-            )?),
-        };
+        let catalog =
+            CatalogEndpoints::select(&parsed.token.catalog, &cloud.interface, cloud.region.as_deref());
         Ok(Session {
             token: SecretString::from(token),
             project_id,
-            catalog_base,
+            catalog: Arc::new(catalog),
             renew_at: keystone::renew_at(issued, expires_at),
         })
     }
 
     /// Sends one request within the call limits and reads its answer, body capped. The host's
     /// circuit breaker learns whether the host answered.
-    async fn exchange(&self, op: Operation, req: RequestBuilder) -> Result<Answer, CloudError> {
+    async fn exchange(
+        &self,
+        service: &'static str,
+        op: Operation,
+        req: RequestBuilder,
+    ) -> Result<Answer, CloudError> {
         let (http, request) = req.build_split();
         let request = request.map_err(|e| self.transport_error(op, e))?;
         let endpoint = origin(request.url());
@@ -404,7 +423,8 @@ impl VbsClient {
         let started = std::time::Instant::now();
         let result = self.send_and_read(op, &http, request).await;
         let status = result.as_ref().ok().map(|a| a.status.as_u16());
-        self.observer.request_finished(op, status, started.elapsed());
+        self.observer
+            .request_finished(service, op, status, started.elapsed());
         match &result {
             Ok(a) if a.status == StatusCode::TOO_MANY_REQUESTS => permit.throttled(a.retry_after),
             _ => permit.finish(result.as_ref().is_err_and(CloudError::is_outage)),
@@ -594,24 +614,14 @@ fn build_http(
     builder.build()
 }
 
-fn base_for(cloud: &CloudProfile, session: &Session) -> Result<ProjectBase, CloudError> {
-    match (&cloud.endpoint_override, &session.catalog_base) {
-        (Some(e), _) => Ok(ProjectBase::from_override(e, &session.project_id)),
-        (None, Some(base)) => Ok(base.clone()),
-        (None, None) => Err(CloudError::NoEndpoint {
-            interface: cloud.interface.clone(),
-            region: String::new(),
-        }),
-    }
-}
-
 /// Tokens are cached per credential set and per everything that shapes the session (endpoint
 /// discovery, region, interface, CA), so a changed password or scope gets a new token and two
 /// clouds.yaml entries of one user never share a session meant for the other.
 fn session_key(cloud: &CloudProfile, auth: &PasswordAuth) -> [u8; 32] {
     let mut h = Sha256::new();
     for part in [
-        cloud.endpoint_override.as_deref().unwrap_or("<catalog>"),
+        cloud.block_storage_endpoint.as_deref().unwrap_or("<catalog>"),
+        cloud.cbr_endpoint.as_deref().unwrap_or("<catalog>"),
         auth.auth_url.as_str(),
         &format!("{:?}", auth.user),
         &format!("{:?}", auth.scope),
@@ -626,10 +636,10 @@ fn session_key(cloud: &CloudProfile, auth: &PasswordAuth) -> [u8; 32] {
     h.finalize().into()
 }
 
-/// What a call's answers depend on: the endpoint (override or catalog, region, interface, API path
-/// family, CA) and the credentials (Keystone user, scope and password, or AK/SK). Calls with the
-/// same key see the same backups; list results are shared only within one key.
-pub fn group_key(cloud: &CloudProfile) -> [u8; 32] {
+/// What a call's answers depend on: the service, its endpoint (override or catalog, region,
+/// interface, API path family, CA) and the credentials (Keystone user, scope and password, or
+/// AK/SK). Calls with the same key see the same backups; list results are shared only within one key.
+pub fn group_key<S: BackupService>(cloud: &CloudProfile) -> [u8; 32] {
     let mut h = Sha256::new();
     let vbs_api = format!("{:?}", cloud.vbs_api);
     let credentials = match &cloud.credentials {
@@ -648,11 +658,8 @@ pub fn group_key(cloud: &CloudProfile) -> [u8; 32] {
         }
     };
     for part in [
-        cloud
-            .endpoint_override
-            .as_deref()
-            .unwrap_or("<catalog>")
-            .as_bytes(),
+        S::NAME.as_bytes(),
+        S::endpoint_override(cloud).unwrap_or("<catalog>").as_bytes(),
         cloud.project_id.as_deref().unwrap_or("").as_bytes(),
         vbs_api.as_bytes(),
         &credentials,
@@ -676,7 +683,7 @@ fn signed_get(
     let parsed = url::Url::parse(url).map_err(|_| {
         CloudError::Config(ConfigError::BadUrl {
             cloud: String::new(),
-            field: "block_storage_endpoint_override",
+            field: "endpoint override",
         })
     })?;
     let host = match (parsed.host_str(), parsed.port()) {

@@ -75,7 +75,10 @@ pub struct CloudProfile {
     pub region: Option<String>,
     /// Keystone catalog interface to use (`public` unless set).
     pub interface: String,
-    pub endpoint_override: Option<String>,
+    /// `block_storage_endpoint_override`: where VBS is served, instead of the catalog.
+    pub block_storage_endpoint: Option<String>,
+    /// `cbr_endpoint_override`: where CBR is served, instead of the catalog.
+    pub cbr_endpoint: Option<String>,
     pub vbs_api: VbsApi,
     /// PEM bundle trusted in addition to the system roots.
     pub ca_cert_pem: Option<String>,
@@ -103,10 +106,8 @@ pub enum ConfigError {
     BadUrl { cloud: String, field: &'static str },
     #[error("cloud `{cloud}`: `cacert` must hold PEM text (-----BEGIN CERTIFICATE-----...)")]
     BadCaCert { cloud: String },
-    #[error(
-        "cloud `{cloud}`: AK/SK signing needs `block_storage_endpoint_override` (there is no catalog without a token)"
-    )]
-    AkSkNeedsEndpoint { cloud: String },
+    #[error("cloud `{cloud}`: AK/SK signing needs `{field}` (there is no catalog without a token)")]
+    AkSkNeedsEndpoint { cloud: String, field: &'static str },
 }
 
 #[derive(Deserialize)]
@@ -123,6 +124,7 @@ struct RawCloud {
     region_name: Option<String>,
     interface: Option<String>,
     block_storage_endpoint_override: Option<String>,
+    cbr_endpoint_override: Option<String>,
     vbs_api: Option<String>,
     cacert: Option<String>,
 }
@@ -232,8 +234,11 @@ fn validate(name: String, raw: RawCloud) -> Result<CloudProfile, ConfigError> {
     let a = raw.auth;
     let project_id = non_empty(a.project_id).or(non_empty(a.tenant_id));
 
-    let endpoint_override = non_empty(raw.block_storage_endpoint_override)
+    let block_storage_endpoint = non_empty(raw.block_storage_endpoint_override)
         .map(|u| check_url(&name, "block_storage_endpoint_override", u))
+        .transpose()?;
+    let cbr_endpoint = non_empty(raw.cbr_endpoint_override)
+        .map(|u| check_url(&name, "cbr_endpoint_override", u))
         .transpose()?;
     let vbs_api = match non_empty(raw.vbs_api).as_deref() {
         None | Some("native") => VbsApi::Native,
@@ -295,8 +300,12 @@ fn validate(name: String, raw: RawCloud) -> Result<CloudProfile, ConfigError> {
             if project_id.is_none() {
                 return Err(missing("auth.project_id"));
             }
-            if endpoint_override.is_none() {
-                return Err(ConfigError::AkSkNeedsEndpoint { cloud: name });
+            // Each kind checks for its own override when it calls; one of them must be there.
+            if block_storage_endpoint.is_none() && cbr_endpoint.is_none() {
+                return Err(ConfigError::AkSkNeedsEndpoint {
+                    cloud: name,
+                    field: "block_storage_endpoint_override` (VbsBackups) or `cbr_endpoint_override` (CbrBackups",
+                });
             }
             Credentials::AkSk(AkSkAuth {
                 access_key,
@@ -315,7 +324,8 @@ fn validate(name: String, raw: RawCloud) -> Result<CloudProfile, ConfigError> {
         project_id,
         region: non_empty(raw.region_name),
         interface: non_empty(raw.interface).unwrap_or_else(|| "public".into()),
-        endpoint_override,
+        block_storage_endpoint,
+        cbr_endpoint,
         vbs_api,
         ca_cert_pem,
     })
@@ -388,7 +398,7 @@ clouds:
     fn aksk_cloud_is_parsed() {
         let c = load_cloud(TWO_CLOUDS, Some("otc-aksk")).expect("valid");
         assert_eq!(c.vbs_api, VbsApi::Cinder);
-        assert_eq!(c.endpoint_override.as_deref(), Some("https://evs.example"));
+        assert_eq!(c.block_storage_endpoint.as_deref(), Some("https://evs.example"));
         let Credentials::AkSk(k) = c.credentials else {
             panic!("expected aksk")
         };

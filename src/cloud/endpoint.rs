@@ -1,13 +1,11 @@
-//! Where a backup lives: the project-scoped block-storage base URL and the paths below it.
+//! Where a backup service lives: the project-scoped base URL, from an override or the catalog.
 
-use super::config::VbsApi;
+use super::config::CloudProfile;
 use super::error::CloudError;
+use super::service::BackupService;
 use super::wire::CatalogService;
 
-/// Catalog service types that serve the Cinder v3 API, in order of preference.
-const BLOCK_STORAGE_TYPES: [&str; 2] = ["volumev3", "block-storage"];
-
-/// The block-storage base for a project: `https://host[/prefix]/v3/{project_id}`, no trailing slash.
+/// The base of a service for a project: `https://host[/prefix]/v3/{project_id}`, no trailing slash.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProjectBase(String);
 
@@ -30,44 +28,67 @@ impl ProjectBase {
         ProjectBase(url.trim_end_matches('/').to_string())
     }
 
-    pub fn show_backup_url(&self, api: VbsApi, backup_id: &str) -> String {
-        format!("{}/{}{backup_id}", self.0, prefix(api))
-    }
-
-    pub fn list_backups_url(&self, api: VbsApi) -> String {
-        format!("{}/{}detail", self.0, prefix(api))
-    }
-
     pub fn as_str(&self) -> &str {
         &self.0
     }
 }
 
-fn prefix(api: VbsApi) -> &'static str {
-    match api {
-        VbsApi::Native => "native/backups/",
-        VbsApi::Cinder => "backups/",
+/// Most catalog endpoints a session keeps (a catalog is the cloud's input, of any size).
+const MAX_ENDPOINTS: usize = 256;
+
+/// The endpoints of a token's catalog for one interface and region: all a session needs to find
+/// any service's base later.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CatalogEndpoints(Vec<(String, String)>);
+
+impl CatalogEndpoints {
+    /// Keeps the catalog's endpoints for `interface` (and `region`, when set).
+    pub fn select(catalog: &[CatalogService], interface: &str, region: Option<&str>) -> Self {
+        let endpoints = catalog
+            .iter()
+            .flat_map(|s| s.endpoints.iter().map(move |e| (s, e)))
+            .filter(|(_, e)| {
+                e.interface == interface
+                    && region
+                        .is_none_or(|r| e.region.as_deref() == Some(r) || e.region_id.as_deref() == Some(r))
+            })
+            .map(|(s, e)| (s.service_type.clone(), e.url.clone()))
+            .take(MAX_ENDPOINTS)
+            .collect();
+        CatalogEndpoints(endpoints)
+    }
+
+    /// The base of the first of `service_types` the catalog has, in their order of preference.
+    pub fn base(&self, service_types: &[&str]) -> Option<ProjectBase> {
+        service_types.iter().find_map(|t| {
+            self.0
+                .iter()
+                .find(|(service_type, _)| service_type == t)
+                .map(|(_, url)| ProjectBase::from_catalog(url))
+        })
     }
 }
 
-/// Picks the block-storage endpoint for `interface` (and `region`, when set) from a token's catalog.
-pub fn select_from_catalog(
-    catalog: &[CatalogService],
-    interface: &str,
-    region: Option<&str>,
+/// The base of `S` for `cloud`: its endpoint override, else its entry in the session's catalog.
+pub fn base_of<S: BackupService>(
+    cloud: &CloudProfile,
+    project_id: &str,
+    catalog: &CatalogEndpoints,
 ) -> Result<ProjectBase, CloudError> {
-    BLOCK_STORAGE_TYPES
-        .iter()
-        .flat_map(|t| catalog.iter().filter(move |s| s.service_type == *t))
-        .flat_map(|s| s.endpoints.iter())
-        .find(|e| {
-            e.interface == interface
-                && region.is_none_or(|r| e.region.as_deref() == Some(r) || e.region_id.as_deref() == Some(r))
-        })
-        .map(|e| ProjectBase::from_catalog(&e.url))
+    if let Some(endpoint) = S::endpoint_override(cloud) {
+        return Ok(ProjectBase::from_override(endpoint, project_id));
+    }
+    catalog
+        .base(S::CATALOG_TYPES)
         .ok_or_else(|| CloudError::NoEndpoint {
-            interface: interface.to_string(),
-            region: region.map(|r| format!(" in region {r}")).unwrap_or_default(),
+            service: S::DESCRIPTION,
+            override_field: S::OVERRIDE_FIELD,
+            interface: cloud.interface.clone(),
+            region: cloud
+                .region
+                .as_deref()
+                .map(|r| format!(" in region {r}"))
+                .unwrap_or_default(),
         })
 }
 
@@ -94,23 +115,6 @@ mod tests {
         }
     }
 
-    #[test]
-    fn paths_for_both_apis() {
-        let base = ProjectBase::from_override("https://evs.example", P);
-        assert_eq!(
-            base.show_backup_url(VbsApi::Native, "id1"),
-            format!("https://evs.example/v3/{P}/native/backups/id1")
-        );
-        assert_eq!(
-            base.show_backup_url(VbsApi::Cinder, "id1"),
-            format!("https://evs.example/v3/{P}/backups/id1")
-        );
-        assert_eq!(
-            base.list_backups_url(VbsApi::Native),
-            format!("https://evs.example/v3/{P}/native/backups/detail")
-        );
-    }
-
     fn endpoint(interface: &str, region: &str, url: &str) -> CatalogEndpoint {
         CatalogEndpoint {
             interface: interface.into(),
@@ -135,37 +139,52 @@ mod tests {
                     endpoint("public", "eu-de", "https://evs.eu-de/v3/p/"),
                 ],
             },
+            CatalogService {
+                service_type: "cbr".into(),
+                endpoints: vec![endpoint("public", "eu-de", "https://cbr.eu-de/v3/p")],
+            },
         ];
+        let vbs = crate::cloud::Vbs::CATALOG_TYPES;
+        let base = |interface, region| CatalogEndpoints::select(&catalog, interface, region).base(vbs);
         assert_eq!(
-            select_from_catalog(&catalog, "public", Some("eu-de"))
-                .unwrap()
-                .as_str(),
+            base("public", Some("eu-de")).unwrap().as_str(),
             "https://evs.eu-de/v3/p"
         );
         assert_eq!(
-            select_from_catalog(&catalog, "internal", Some("eu-de"))
-                .unwrap()
-                .as_str(),
+            base("internal", Some("eu-de")).unwrap().as_str(),
             "https://evs-int.eu-de/v3/p"
         );
+        assert_eq!(base("public", None).unwrap().as_str(), "https://evs.eu-nl/v3/p");
+        assert_eq!(base("public", Some("ap-1")), None);
+        let eu_de = CatalogEndpoints::select(&catalog, "public", Some("eu-de"));
         assert_eq!(
-            select_from_catalog(&catalog, "public", None).unwrap().as_str(),
-            "https://evs.eu-nl/v3/p"
-        );
-        let err = select_from_catalog(&catalog, "public", Some("ap-1")).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "the service catalog has no public block-storage (volumev3) endpoint in region ap-1; set block_storage_endpoint_override"
+            eu_de.base(crate::cloud::Cbr::CATALOG_TYPES).unwrap().as_str(),
+            "https://cbr.eu-de/v3/p"
         );
         let block_storage = vec![CatalogService {
             service_type: "block-storage".into(),
             endpoints: vec![endpoint("public", "r", "https://bs/v3/p")],
         }];
         assert_eq!(
-            select_from_catalog(&block_storage, "public", Some("r"))
+            CatalogEndpoints::select(&block_storage, "public", Some("r"))
+                .base(vbs)
                 .unwrap()
                 .as_str(),
             "https://bs/v3/p"
+        );
+    }
+
+    #[test]
+    fn a_missing_service_names_its_override() {
+        let cloud = crate::cloud::load_cloud(
+            "clouds:\n  c:\n    auth: {auth_url: https://iam, username: u, password: p, user_domain_name: d, project_id: p1}\n    region_name: ap-1\n",
+            None,
+        )
+        .expect("profile");
+        let err = base_of::<crate::cloud::Cbr>(&cloud, "p1", &CatalogEndpoints::default()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "the service catalog has no public Cloud Backup and Recovery (cbr) endpoint in region ap-1; set cbr_endpoint_override"
         );
     }
 }

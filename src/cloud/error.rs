@@ -52,10 +52,13 @@ pub enum CloudError {
     )]
     CircuitOpen { operation: Operation, endpoint: String },
 
-    #[error(
-        "the service catalog has no {interface} block-storage (volumev3) endpoint{region}; set block_storage_endpoint_override"
-    )]
-    NoEndpoint { interface: String, region: String },
+    #[error("the service catalog has no {interface} {service} endpoint{region}; set {override_field}")]
+    NoEndpoint {
+        service: &'static str,
+        override_field: &'static str,
+        interface: String,
+        region: String,
+    },
 }
 
 /// The kinds of call the client makes, for messages and metrics.

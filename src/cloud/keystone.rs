@@ -1,5 +1,6 @@
 //! Keystone / IAM password authentication: the request body, and the session a token gives.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::Timestamp;
@@ -7,15 +8,16 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 
 use super::config::{DomainRef, PasswordAuth, ProjectScope, UserRef};
-use super::endpoint::ProjectBase;
+use super::endpoint::CatalogEndpoints;
 
 /// A scoped token and what came with it.
 #[derive(Debug, Clone)]
 pub struct Session {
     pub token: SecretString,
     pub project_id: String,
-    /// Block-storage base from the catalog (unused when the cloud sets an endpoint override).
-    pub catalog_base: Option<ProjectBase>,
+    /// The catalog's endpoints for the cloud's interface and region (services with an endpoint
+    /// override do not look here).
+    pub catalog: Arc<CatalogEndpoints>,
     /// When to fetch a new token: shortly before it expires.
     pub renew_at: Timestamp,
 }

@@ -55,9 +55,15 @@ pub struct Backup {
 }
 
 /// Deserializers that take any JSON value and keep it only when it has the expected shape.
-mod lenient {
+pub(crate) mod lenient {
+    use serde::de::DeserializeOwned;
     use serde::{Deserialize, Deserializer};
     use serde_json::Value;
+
+    /// An object of type `T`; anything that does not parse as one is dropped.
+    pub fn object<'de, D: Deserializer<'de>, T: DeserializeOwned>(d: D) -> Result<Option<T>, D::Error> {
+        Ok(serde_json::from_value(Value::deserialize(d)?).ok())
+    }
 
     /// A string; a number or boolean as its text; anything else is dropped.
     pub fn text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {

@@ -10,7 +10,7 @@ use kube::{Client, Resource};
 use serde_json::{Value, json};
 
 use super::reconcile::reconcile;
-use super::{Context, Settings};
+use super::{Context, KindContext, Settings};
 use crate::cloud::{ClientOptions, VbsClient};
 use crate::crd::{CloudRef, VbsBackup, VbsBackupSpec};
 use crate::metrics::Metrics;
@@ -55,7 +55,7 @@ fn set_backup(sim: &Sim, status: &str) {
         .insert(ID.into(), crate::sim::with_defaults(PROJECT, b));
 }
 
-fn context(handle_client: Client) -> Arc<Context> {
+fn context(handle_client: Client) -> Arc<KindContext<VbsBackup>> {
     let cloud = VbsClient::new(ClientOptions::default()).expect("cloud client");
     let settings = Settings {
         namespaces: vec![NS.into()],
@@ -66,26 +66,28 @@ fn context(handle_client: Client) -> Arc<Context> {
         selector: None,
         refresh: super::Refresh::Single,
         batch: Default::default(),
+        kinds: vec![super::Kind::VbsBackup],
     };
-    Arc::new(Context::new(
+    let shared = Arc::new(Context::new(
         handle_client,
         Arc::new(cloud),
         Arc::new(Metrics::default()),
         &settings,
-    ))
+    ));
+    Arc::new(KindContext::new(shared))
 }
 
 fn backup() -> VbsBackup {
     let mut b = VbsBackup::new(
         "web",
-        VbsBackupSpec {
+        VbsBackupSpec::from(crate::crd::BackupSpec {
             backup_id: ID.into(),
             cloud_ref: CloudRef {
                 secret_name: "creds".into(),
                 cloud: None,
             },
             poll_interval: None,
-        },
+        }),
     );
     b.meta_mut().namespace = Some(NS.into());
     b.meta_mut().generation = Some(1);
@@ -164,7 +166,7 @@ fn mock_api(secret: Value, obj: VbsBackup) -> (Client, Arc<Mutex<Seen>>, tokio::
 }
 
 /// Runs one reconcile (which awaits every call it makes) and returns the requests it made.
-async fn requests_of(ctx: &Arc<Context>, seen: &Mutex<Seen>, obj: &VbsBackup) -> Vec<String> {
+async fn requests_of(ctx: &Arc<KindContext<VbsBackup>>, seen: &Mutex<Seen>, obj: &VbsBackup) -> Vec<String> {
     let before = seen.lock().expect("lock").requests.len();
     reconcile(Arc::new(obj.clone()), ctx.clone())
         .await

@@ -1,4 +1,5 @@
-//! The controller: watches VbsBackups and the Secrets they name, and reconciles each one.
+//! The controllers: one per backup kind and watched scope, sharing one Secret watch per scope,
+//! one cloud client, one set of limits and one profile cache.
 
 #[cfg(test)]
 mod mock_tests;
@@ -10,20 +11,21 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use futures::{Stream, StreamExt};
-use k8s_openapi::api::core::v1::Secret;
-use kube::core::PartialObjectMeta;
+use futures::channel::mpsc;
+use futures::{FutureExt, Stream, StreamExt};
 use kube::runtime::controller::{self, Controller};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::utils::{ResetTimerBackoff, predicates};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Api, Client, ResourceExt};
+use kube::{Api, Client, Resource, ResourceExt};
 use tokio::sync::Semaphore;
 
 use crate::cloud::{BatchOptions, Batcher, VbsClient};
-use crate::crd::VbsBackup;
-use crate::metrics::Metrics;
+use crate::crd::{CbrBackup, VbsBackup};
+use crate::kind::BackupKind;
+use crate::metrics::{Metrics, WatchedObject};
+use crate::status::BackupStatus;
 pub use reconcile::{Error, FIELD_MANAGER, guard_panics};
 pub use requeue::PollPolicy;
 pub use secrets::{CLOUDS_YAML_KEY, Secrets};
@@ -53,6 +55,17 @@ pub struct Settings {
     /// How settled backups are refreshed.
     pub refresh: Refresh,
     pub batch: BatchOptions,
+    /// The kinds to reconcile (both by default; a cluster without one's CRD can leave it out).
+    pub kinds: Vec<Kind>,
+}
+
+/// The backup kinds the operator knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Kind {
+    #[value(name = "vbsbackup")]
+    VbsBackup,
+    #[value(name = "cbrbackup")]
+    CbrBackup,
 }
 
 /// How backups are read from the cloud.
@@ -65,7 +78,7 @@ pub enum Refresh {
     Single,
 }
 
-/// State shared by all reconciles.
+/// State shared by all reconciles of all kinds.
 pub struct Context {
     pub client: Client,
     pub cloud: Arc<VbsClient>,
@@ -73,9 +86,9 @@ pub struct Context {
     pub poll: PollPolicy,
     pub metrics: Arc<Metrics>,
     pub secrets: Arc<Secrets>,
-    /// Batches reads by list calls (`--refresh batch`); `None` for a GET per backup.
-    pub batcher: Option<Batcher>,
-    /// Most reconciles in flight per watched scope.
+    pub refresh: Refresh,
+    pub batch: BatchOptions,
+    /// Most reconciles in flight per watched scope and kind.
     pub max_reconciles: u16,
     /// Bounds the Kubernetes API calls of reconciles. (Reconciles themselves are not bounded: a
     /// reconcile waiting for a slow cloud must not hold a worker that another tenant needs; cloud
@@ -96,18 +109,64 @@ impl Context {
             poll: settings.poll.clone(),
             metrics,
             secrets: Arc::default(),
-            batcher: (settings.refresh == Refresh::Batch)
-                .then(|| Batcher::new(cloud.clone(), settings.batch.clone())),
+            refresh: settings.refresh,
+            batch: settings.batch.clone(),
             kube_slots: Semaphore::new(settings.kube_concurrency.max(1)),
             max_reconciles: settings.max_reconciles.max(1),
         }
     }
 }
 
+/// What one kind's reconciles share: the common context and the kind's own batcher.
+pub struct KindContext<K: BackupKind> {
+    pub shared: Arc<Context>,
+    /// Batches reads by list calls (`--refresh batch`); `None` for a GET per backup.
+    pub batcher: Option<Batcher<K::Service>>,
+}
+
+impl<K: BackupKind> KindContext<K> {
+    pub fn new(shared: Arc<Context>) -> Self {
+        let batcher = (shared.refresh == Refresh::Batch)
+            .then(|| Batcher::new(shared.cloud.clone(), shared.batch.clone()));
+        KindContext { shared, batcher }
+    }
+}
+
+/// One kind's watch cache, seen through what the per-resource metrics need.
+trait Census: Send + Sync {
+    fn census(&self) -> Vec<WatchedObject>;
+}
+
+impl<K: BackupKind> Census for Store<K> {
+    fn census(&self) -> Vec<WatchedObject> {
+        self.state()
+            .iter()
+            .map(|obj| WatchedObject {
+                kind: kind_name::<K>(),
+                namespace: obj.namespace().unwrap_or_default(),
+                name: obj.name_any(),
+                backup_status: obj
+                    .current_status()
+                    .and_then(|s| s.backup_status())
+                    .map(str::to_string),
+            })
+            .collect()
+    }
+}
+
+/// `VbsBackup` or `CbrBackup`.
+pub fn kind_name<K: BackupKind>() -> &'static str {
+    // `Resource::kind` of a derived custom resource is a `&'static str` borrowed as a Cow.
+    match K::kind(&()) {
+        std::borrow::Cow::Borrowed(name) => name,
+        std::borrow::Cow::Owned(_) => K::PLURAL,
+    }
+}
+
 /// What the controllers watch, for readiness and for metrics computed at scrape time.
 #[derive(Default)]
 pub struct Watched {
-    stores: Mutex<Vec<Store<VbsBackup>>>,
+    stores: Mutex<Vec<Box<dyn Census>>>,
     ready: AtomicBool,
 }
 
@@ -122,22 +181,22 @@ impl Watched {
         self.ready.store(ready, Ordering::Relaxed);
     }
 
-    /// Every VbsBackup currently watched.
-    pub fn objects(&self) -> Vec<Arc<VbsBackup>> {
+    /// Every backup resource currently watched, of every kind.
+    pub fn objects(&self) -> Vec<WatchedObject> {
         let stores = self.stores.lock().unwrap_or_else(PoisonError::into_inner);
-        stores.iter().flat_map(|s| s.state()).collect()
+        stores.iter().flat_map(|s| s.census()).collect()
     }
 
-    fn add(&self, store: Store<VbsBackup>) {
+    fn add<K: BackupKind>(&self, store: Store<K>) {
         self.stores
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .push(store);
+            .push(Box::new(store));
     }
 }
 
-/// Runs one controller per watched namespace (or one for the whole cluster) until `shutdown`
-/// resolves. `watched` turns ready once every watch has listed its objects.
+/// Runs one controller per kind and watched namespace (or per kind for the whole cluster) until
+/// `shutdown` resolves. `watched` turns ready once every watch has listed its objects.
 pub async fn run(
     client: Client,
     cloud: Arc<VbsClient>,
@@ -154,23 +213,25 @@ pub async fn run(
     };
     // Ready once every scope's first list is done.
     watched.set_ready(false);
-    let (controllers, synced): (Vec<_>, Vec<_>) = scopes
+    let mut synced = Vec::new();
+    let controllers: Vec<_> = scopes
         .into_iter()
-        .map(|ns| {
-            let (tx, rx) = tokio::sync::oneshot::channel();
-            (
-                run_scope(
-                    ns,
-                    ctx.clone(),
-                    watched.clone(),
-                    settings.selector.clone(),
-                    tx,
-                    shutdown.clone(),
-                ),
-                rx,
-            )
+        .map(|namespace| {
+            let scope = Scope {
+                namespace,
+                ctx: ctx.clone(),
+                watched: watched.clone(),
+                selector: settings.selector.clone(),
+            };
+            let (ready, scope_synced) = settings
+                .kinds
+                .iter()
+                .map(|_| tokio::sync::oneshot::channel())
+                .unzip::<_, _, Vec<_>, Vec<_>>();
+            synced.extend(scope_synced);
+            scope.run(settings.kinds.clone(), ready, shutdown.clone())
         })
-        .unzip();
+        .collect();
     tokio::spawn(async move {
         if futures::future::join_all(synced).await.iter().all(Result::is_ok) {
             watched.set_ready(true);
@@ -256,92 +317,142 @@ fn is_forbidden(e: &watcher::Error) -> bool {
     }
 }
 
-async fn run_scope(
+/// One watched namespace (or the whole cluster).
+struct Scope {
     namespace: Option<String>,
     ctx: Arc<Context>,
     watched: Arc<Watched>,
     selector: Option<String>,
-    synced: tokio::sync::oneshot::Sender<()>,
-    shutdown: impl Future<Output = ()> + Clone + Send + Sync + 'static,
-) {
-    let client = ctx.client.clone();
-    let max_reconciles = ctx.max_reconciles;
-    let mut watcher_config = watcher::Config::default().any_semantic();
-    if let Some(selector) = &selector {
-        watcher_config = watcher_config.labels(selector);
-    }
-    let (backups, secrets): (Api<VbsBackup>, Api<PartialObjectMeta<Secret>>) = match &namespace {
-        Some(ns) => (Api::namespaced(client.clone(), ns), Api::namespaced(client, ns)),
-        None => (Api::all(client.clone()), Api::all(client)),
-    };
-    // The VbsBackup watch is built here rather than by Controller::new so that readiness can be
-    // read off the watch events themselves. (Waiting on Store::wait_until_ready from a second
-    // task would steal the controller's own wake-up: the store's readiness future wakes only its
-    // latest poller, and a controller that misses it can hang at shutdown.)
-    let (store, writer) = reflector::store();
-    let mut synced = Some(synced);
-    let objects = logged("vbsbackups", relisting_watcher(backups, watcher_config.clone()))
-        // The cache keeps what the operator reads: not managedFields, not kubectl's copy of the
-        // last-applied manifest (together often larger than the object itself).
-        .modify(|backup: &mut VbsBackup| {
-            backup.managed_fields_mut().clear();
-            backup
-                .annotations_mut()
-                .remove("kubectl.kubernetes.io/last-applied-configuration");
-        })
-        .reflect(writer)
-        .inspect(move |event| {
-            if let Ok(watcher::Event::InitDone) = event
-                && let Some(synced) = synced.take()
-            {
-                let _ = synced.send(());
-            }
-        })
-        .applied_objects()
-        // Only a new generation (a spec change) or a first sight starts a reconcile; the
-        // operator's own status writes do not. The other causes are Secret changes and requeues.
-        .predicate_filter(
-            predicates::generation,
-            kube::runtime::utils::PredicateConfig::default().ttl(GENERATION_FILTER_TTL),
-        );
-    watched.add(store.clone());
+}
 
-    // Secrets: metadata only, so no Secret data enters the process from the watch.
-    let secret_events = logged(
-        "secrets",
-        relisting_watcher(secrets, watcher::Config::default().any_semantic()),
-    );
-    let secret_triggers =
-        secrets::change_triggers(ctx.secrets.clone(), secret_events, namespace, store.clone());
-
-    let grace_deadline = {
-        let shutdown = shutdown.clone();
-        async move {
-            shutdown.await;
-            tokio::time::sleep(SHUTDOWN_GRACE).await;
+impl Scope {
+    fn api<K>(&self) -> Api<K>
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+        K::DynamicType: Default,
+    {
+        match &self.namespace {
+            Some(ns) => Api::namespaced(self.ctx.client.clone(), ns),
+            None => Api::all(self.ctx.client.clone()),
         }
-    };
-    let running = Controller::for_stream(objects, store)
-        // Many workers: what is scarce (cloud calls, Kubernetes calls) is bounded where it is
-        // spent. A tenant whose cloud hangs holds at most per-host-limit calls, and its other
-        // reconciles fail at once when the breaker opens, so it cannot keep workers from others.
-        .with_config(controller::Config::default().concurrency(max_reconciles))
-        .reconcile_on(secret_triggers)
-        .graceful_shutdown_on(shutdown)
-        .run(reconcile::reconcile, reconcile::error_policy, ctx)
-        .for_each(|result| async move {
-            match result {
-                Ok(_) => {}
-                // Failed reconciles are logged by the error policy; watch errors where the watch
-                // is built.
-                Err(controller::Error::ReconcilerFailed(..)) | Err(controller::Error::QueueError(_)) => {}
-                Err(e) => tracing::warn!(error = %e, "controller error"),
+    }
+
+    /// Runs the scope's Secret watch and one controller per kind; `ready` holds one sender per
+    /// kind, each told once its kind's first list is done.
+    async fn run(
+        self,
+        kinds: Vec<Kind>,
+        ready: Vec<tokio::sync::oneshot::Sender<()>>,
+        shutdown: impl Future<Output = ()> + Clone + Send + Sync + 'static,
+    ) {
+        // Secrets: metadata only, so no Secret data enters the process from the watch. One watch
+        // per scope, whose changes go to every kind's controller.
+        let secret_events = logged(
+            "secrets",
+            relisting_watcher(self.api(), watcher::Config::default().any_semantic()),
+        );
+        let changes = secrets::changes(self.ctx.secrets.clone(), secret_events, self.namespace.clone());
+        let (senders, receivers): (Vec<_>, Vec<_>) = kinds.iter().map(|_| mpsc::unbounded()).unzip();
+        let fan_out = changes.for_each(move |changed| {
+            let changed = Arc::new(changed);
+            for tx in &senders {
+                // A controller that stopped does not need to hear about Secrets any more.
+                let _ = tx.unbounded_send(changed.clone());
             }
+            futures::future::ready(())
         });
-    // A kube-runtime controller whose first list never succeeded (no CRD, no RBAC) does not finish
-    // a graceful shutdown; in-flight reconciles get SHUTDOWN_GRACE, then the controller is dropped.
-    tokio::select! {
-        _ = running => {}
-        _ = grace_deadline => tracing::warn!("controller did not stop within {SHUTDOWN_GRACE:?}; stopping it"),
+        let controllers =
+            kinds
+                .into_iter()
+                .zip(ready)
+                .zip(receivers)
+                .map(|((kind, ready), secret_changes)| match kind {
+                    Kind::VbsBackup => self
+                        .run_kind::<VbsBackup>(secret_changes, ready, shutdown.clone())
+                        .boxed(),
+                    Kind::CbrBackup => self
+                        .run_kind::<CbrBackup>(secret_changes, ready, shutdown.clone())
+                        .boxed(),
+                });
+        let controllers = futures::future::join_all(controllers);
+        tokio::select! {
+            _ = controllers => {}
+            _ = fan_out => {}
+        }
+    }
+
+    async fn run_kind<K: BackupKind>(
+        &self,
+        secret_changes: impl Stream<Item = Arc<Vec<secrets::SecretKey>>> + Send + 'static,
+        synced: tokio::sync::oneshot::Sender<()>,
+        shutdown: impl Future<Output = ()> + Clone + Send + Sync + 'static,
+    ) {
+        let ctx = Arc::new(KindContext::<K>::new(self.ctx.clone()));
+        let mut watcher_config = watcher::Config::default().any_semantic();
+        if let Some(selector) = &self.selector {
+            watcher_config = watcher_config.labels(selector);
+        }
+        // The watch is built here rather than by Controller::new so that readiness can be read
+        // off the watch events themselves. (Waiting on Store::wait_until_ready from a second task
+        // would steal the controller's own wake-up: the store's readiness future wakes only its
+        // latest poller, and a controller that misses it can hang at shutdown.)
+        let (store, writer) = reflector::store();
+        let mut synced = Some(synced);
+        let objects = logged(K::PLURAL, relisting_watcher(self.api::<K>(), watcher_config))
+            // The cache keeps what the operator reads: not managedFields, not kubectl's copy of
+            // the last-applied manifest (together often larger than the object itself).
+            .modify(|obj: &mut K| {
+                obj.managed_fields_mut().clear();
+                obj.annotations_mut()
+                    .remove("kubectl.kubernetes.io/last-applied-configuration");
+            })
+            .reflect(writer)
+            .inspect(move |event| {
+                if let Ok(watcher::Event::InitDone) = event
+                    && let Some(synced) = synced.take()
+                {
+                    let _ = synced.send(());
+                }
+            })
+            .applied_objects()
+            // Only a new generation (a spec change) or a first sight starts a reconcile; the
+            // operator's own status writes do not. The other causes are Secret changes and requeues.
+            .predicate_filter(
+                predicates::generation,
+                kube::runtime::utils::PredicateConfig::default().ttl(GENERATION_FILTER_TTL),
+            );
+        self.watched.add(store.clone());
+        let secret_triggers = secrets::triggers(secret_changes, store.clone());
+
+        let grace_deadline = {
+            let shutdown = shutdown.clone();
+            async move {
+                shutdown.await;
+                tokio::time::sleep(SHUTDOWN_GRACE).await;
+            }
+        };
+        let running = Controller::for_stream(objects, store)
+            // Many workers: what is scarce (cloud calls, Kubernetes calls) is bounded where it is
+            // spent. A tenant whose cloud hangs holds at most per-host-limit calls, and its other
+            // reconciles fail at once when the breaker opens, so it cannot keep workers from others.
+            .with_config(controller::Config::default().concurrency(self.ctx.max_reconciles))
+            .reconcile_on(secret_triggers)
+            .graceful_shutdown_on(shutdown)
+            .run(reconcile::reconcile::<K>, reconcile::error_policy::<K>, ctx)
+            .for_each(|result| async move {
+                match result {
+                    Ok(_) => {}
+                    // Failed reconciles are logged by the error policy; watch errors where the
+                    // watch is built.
+                    Err(controller::Error::ReconcilerFailed(..)) | Err(controller::Error::QueueError(_)) => {}
+                    Err(e) => tracing::warn!(error = %e, "controller error"),
+                }
+            });
+        // A kube-runtime controller whose first list never succeeded (no CRD, no RBAC) does not
+        // finish a graceful shutdown; in-flight reconciles get SHUTDOWN_GRACE, then it is dropped.
+        tokio::select! {
+            _ = running => {}
+            _ = grace_deadline => tracing::warn!(kind = K::PLURAL, "controller did not stop within {SHUTDOWN_GRACE:?}; stopping it"),
+        }
     }
 }

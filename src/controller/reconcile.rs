@@ -10,16 +10,16 @@ use jiff::{Timestamp, Unit};
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
-use kube::{Api, Resource, ResourceExt};
+use kube::{Api, ResourceExt};
 use serde_json::json;
 use tracing::{error, info, instrument, warn};
 
-use super::Context;
 use super::requeue::{Observation, parse_duration};
 use super::secrets::ProfileError;
+use super::{KindContext, kind_name};
 use crate::cloud::CloudError;
-use crate::crd::{VbsBackup, VbsBackupStatus};
-use crate::status::{self, FailureReason, SyncFailure, SyncOutcome};
+use crate::kind::BackupKind;
+use crate::status::{self, BackupStatus, FailureReason, SyncFailure, SyncOutcome};
 
 /// Field manager of the operator's server-side-apply status patches.
 pub const FIELD_MANAGER: &str = "vbs-operator";
@@ -34,30 +34,40 @@ pub enum Error {
         name: String,
         source: kube::Error,
     },
-    #[error("cannot write the status of VbsBackup {namespace}/{name}: {source}")]
+    #[error("cannot write the status of {kind} {namespace}/{name}: {source}")]
     PatchStatus {
+        kind: &'static str,
         namespace: String,
         name: String,
         source: kube::Error,
     },
     /// A bug met an input it did not expect. The reconcile is abandoned and retried after the
-    /// longest backoff; every other VbsBackup goes on as before.
+    /// longest backoff; every other resource goes on as before.
     #[error("the reconcile panicked: {message}")]
     Panicked { message: String },
 }
 
-#[instrument(skip_all, fields(namespace = obj.namespace(), vbsbackup = obj.name_any(), backup_id = obj.spec.backup_id))]
-pub async fn reconcile(obj: Arc<VbsBackup>, ctx: Arc<Context>) -> Result<Action, Error> {
+#[instrument(skip_all, fields(kind = kind_name::<K>(), namespace = obj.namespace(), resource = obj.name_any(), backup_id = obj.backup_spec().backup_id))]
+pub async fn reconcile<K: BackupKind>(obj: Arc<K>, ctx: Arc<KindContext<K>>) -> Result<Action, Error> {
     let started = std::time::Instant::now();
-    ctx.metrics.reconciles.inc();
-    let result = guard_panics(reconcile_inner(&obj, &ctx)).await;
-    ctx.metrics
+    let kind = metrics_kind::<K>();
+    let metrics = &ctx.shared.metrics;
+    metrics.reconciles.get_or_create(&kind).inc();
+    let result = guard_panics(reconcile_inner(obj.as_ref(), ctx.as_ref())).await;
+    metrics
         .reconcile_duration
+        .get_or_create(&kind)
         .observe(started.elapsed().as_secs_f64());
     if result.is_err() {
-        ctx.metrics.failure("KubernetesError");
+        metrics.failure(kind.kind, "KubernetesError");
     }
     result
+}
+
+fn metrics_kind<K: BackupKind>() -> crate::metrics::KindLabels {
+    crate::metrics::KindLabels {
+        kind: kind_name::<K>(),
+    }
 }
 
 /// Runs one reconcile so that a panic in it becomes [`Error::Panicked`] instead of unwinding into
@@ -82,37 +92,38 @@ where
     }
 }
 
-async fn reconcile_inner(obj: &VbsBackup, ctx: &Context) -> Result<Action, Error> {
+async fn reconcile_inner<K: BackupKind>(obj: &K, ctx: &KindContext<K>) -> Result<Action, Error> {
     let namespace = obj.namespace().unwrap_or_default();
     let name = obj.name_any();
+    let kind = kind_name::<K>();
+    let metrics = &ctx.shared.metrics;
     let (outcome, retry_after, list_age) = observe(obj, &namespace, ctx).await?;
     match &outcome {
-        SyncOutcome::Observed(backup) => {
-            for (field, problem) in status::anomalies(backup) {
-                warn!(field, "the cloud's answer: {problem}");
-            }
-            ctx.metrics.synced(
+        SyncOutcome::Observed(_) => {
+            metrics.synced(
+                kind,
                 &namespace,
                 &name,
                 Timestamp::now().as_millisecond() as f64 / 1000.0,
             );
         }
-        SyncOutcome::Failed(f) => ctx.metrics.failure(f.reason.as_str()),
+        SyncOutcome::Failed(f) => metrics.failure(kind, f.reason.as_str()),
     }
 
-    let current = obj.status.as_ref();
+    let current = obj.current_status();
     let now = Timestamp::now()
         .round(Unit::Second)
         .unwrap_or_else(|_| Timestamp::now());
-    let desired = status::desired_status(current, &outcome, obj.metadata.generation, now);
+    let desired = status::desired_status(current, &outcome, obj.meta().generation, now);
     if current != Some(&desired) {
         write_status(obj, &namespace, &name, &desired, ctx).await?;
         publish_notices(obj, current, &desired, ctx).await;
     }
 
+    let spec = obj.backup_spec();
     let observation = Observation {
         outcome: &outcome,
-        spec_interval: obj.spec.poll_interval.as_deref().and_then(parse_duration),
+        spec_interval: spec.poll_interval.as_deref().and_then(parse_duration),
         failing_for: failing_for(&desired, Timestamp::now()),
         retry_after,
         list_age,
@@ -121,24 +132,25 @@ async fn reconcile_inner(obj: &VbsBackup, ctx: &Context) -> Result<Action, Error
         info!(reason = f.reason.as_str(), message = %f.message, "the backup's state could not be read");
     }
     Ok(Action::requeue(
-        ctx.poll.delay(&observation, rand::random::<f64>()),
+        ctx.shared.poll.delay(&observation, rand::random::<f64>()),
     ))
 }
 
-async fn write_status(
-    obj: &VbsBackup,
+async fn write_status<K: BackupKind>(
+    obj: &K,
     namespace: &str,
     name: &str,
-    desired: &VbsBackupStatus,
-    ctx: &Context,
+    desired: &K::Status,
+    ctx: &KindContext<K>,
 ) -> Result<(), Error> {
-    let api: Api<VbsBackup> = Api::namespaced(ctx.client.clone(), namespace);
+    let ctx_shared = &ctx.shared;
+    let api: Api<K> = Api::namespaced(ctx_shared.client.clone(), namespace);
     let patch = json!({
-        "apiVersion": VbsBackup::api_version(&()),
-        "kind": VbsBackup::kind(&()),
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
         "status": desired,
     });
-    let _slot = ctx.kube_slots.acquire().await.ok();
+    let _slot = ctx_shared.kube_slots.acquire().await.ok();
     api.patch_status(
         name,
         &PatchParams::apply(FIELD_MANAGER).force(),
@@ -146,24 +158,29 @@ async fn write_status(
     )
     .await
     .map_err(|source| Error::PatchStatus {
+        kind: kind_name::<K>(),
         namespace: namespace.to_string(),
         name: name.to_string(),
         source,
     })?;
-    ctx.metrics.status_writes.inc();
+    ctx_shared
+        .metrics
+        .status_writes
+        .get_or_create(&metrics_kind::<K>())
+        .inc();
     info!(
-        backup_status = desired.backup_status.as_deref().unwrap_or("-"),
-        generation = obj.metadata.generation,
+        backup_status = desired.backup_status().unwrap_or("-"),
+        generation = obj.meta().generation,
         "status updated"
     );
     Ok(())
 }
 
-/// How long the queries of this VbsBackup have been failing: since its `Synced` condition last
+/// How long the queries of this resource have been failing: since its `Synced` condition last
 /// turned False (zero when it is not False).
-fn failing_for(status: &VbsBackupStatus, now: Timestamp) -> Duration {
+fn failing_for<S: BackupStatus>(status: &S, now: Timestamp) -> Duration {
     status
-        .conditions
+        .conditions()
         .iter()
         .find(|c| c.type_ == status::SYNCED && c.status == "False")
         .and_then(|c| Duration::try_from(now.duration_since(c.last_transition_time.0)).ok())
@@ -172,22 +189,22 @@ fn failing_for(status: &VbsBackupStatus, now: Timestamp) -> Duration {
 
 /// Requeues a reconcile that could not finish (Kubernetes API trouble, or a panic) with the same
 /// backoff as failed cloud queries; a panic waits the longest backoff.
-pub fn error_policy(obj: Arc<VbsBackup>, error: &Error, ctx: Arc<Context>) -> Action {
+pub fn error_policy<K: BackupKind>(obj: Arc<K>, error: &Error, ctx: Arc<KindContext<K>>) -> Action {
+    let poll = &ctx.shared.poll;
     let delay = match error {
-        Error::Panicked { .. } => ctx.poll.max_backoff,
+        Error::Panicked { .. } => poll.max_backoff,
         _ => {
             let since = obj
-                .status
-                .as_ref()
+                .current_status()
                 .map_or(Duration::ZERO, |s| failing_for(s, Timestamp::now()));
-            ctx.poll.backoff(since)
+            poll.backoff(since)
         }
     };
     warn!(namespace = obj.namespace(), name = obj.name_any(), %error, retry_in = ?delay, "reconcile failed");
     Action::requeue(delay)
 }
 
-/// How old a list may be to serve a VbsBackup that has no status yet. Long enough that a fleet
+/// How old a list may be to serve a resource that has no status yet. Long enough that a fleet
 /// starting up (reconciled `--max-reconciles` at a time) is served by one list per group, short
 /// enough that a VbsBackup created later sees a recent state.
 const NEW_OBJECT_MAX_AGE: Duration = Duration::from_secs(30);
@@ -195,22 +212,24 @@ const NEW_OBJECT_MAX_AGE: Duration = Duration::from_secs(30);
 /// Gets the cloud profile and asks the cloud. Only a failure to read the Secret through the
 /// Kubernetes API (other than its absence or RBAC) is an error; everything else is an outcome to
 /// report. Also returns the server's `Retry-After` and, for a backup read from a list, its age.
-async fn observe(
-    obj: &VbsBackup,
+async fn observe<K: BackupKind>(
+    obj: &K,
     namespace: &str,
-    ctx: &Context,
-) -> Result<(SyncOutcome, Option<Duration>, Option<Duration>), Error> {
-    let secret_name = &obj.spec.cloud_ref.secret_name;
+    ctx: &KindContext<K>,
+) -> Result<(SyncOutcome<K::Status>, Option<Duration>, Option<Duration>), Error> {
+    let shared = &ctx.shared;
+    let spec = obj.backup_spec();
     let profile = {
-        let _slot = ctx.kube_slots.acquire().await.ok();
-        ctx.secrets
+        let _slot = shared.kube_slots.acquire().await.ok();
+        shared
+            .secrets
             .profile(
-                &ctx.client,
+                &shared.client,
                 namespace,
-                secret_name,
-                obj.spec.cloud_ref.cloud.as_deref(),
+                &spec.cloud_ref.secret_name,
+                spec.cloud_ref.cloud.as_deref(),
                 || {
-                    ctx.metrics.secret_reads.inc();
+                    shared.metrics.secret_reads.inc();
                 },
             )
             .await
@@ -230,29 +249,34 @@ async fn observe(
             });
         }
     };
-    let known_state = obj.status.as_ref().and_then(|s| s.backup_status.as_deref());
+    let known_state = obj.current_status().and_then(|s| s.backup_status());
     let read = match &ctx.batcher {
         // Transitional backups are polled fast, each on its own.
-        Some(batcher) if !known_state.is_some_and(status::is_transitional) => {
+        Some(batcher) if !known_state.is_some_and(K::Status::is_transitional) => {
             let max_age = match known_state {
-                Some(_) => ctx
+                Some(_) => shared
                     .poll
-                    .settled_interval(obj.spec.poll_interval.as_deref().and_then(parse_duration)),
+                    .settled_interval(spec.poll_interval.as_deref().and_then(parse_duration)),
                 None => NEW_OBJECT_MAX_AGE,
             };
             batcher
-                .read(&profile, &obj.spec.backup_id, max_age)
+                .read(&profile, &spec.backup_id, max_age)
                 .await
                 .map(|f| (f.backup, f.listed_at.map(|at| at.elapsed())))
         }
-        _ => ctx
+        _ => shared
             .cloud
-            .show_backup(&profile, &obj.spec.backup_id)
+            .show::<K::Service>(&profile, &spec.backup_id)
             .await
             .map(|b| (b, None)),
     };
     match read {
-        Ok((backup, list_age)) => Ok((SyncOutcome::observed(backup), None, list_age)),
+        Ok((backup, list_age)) => {
+            for (field, problem) in K::anomalies(&backup) {
+                warn!(field, "the cloud's answer: {problem}");
+            }
+            Ok((SyncOutcome::observed(K::to_status(&backup)), None, list_age))
+        }
         Err(e) => {
             let retry_after = e.retry_after();
             let reason = failure_reason(&e);
@@ -279,12 +303,13 @@ pub fn failure_reason(e: &CloudError) -> FailureReason {
     }
 }
 
-async fn publish_notices(
-    obj: &VbsBackup,
-    old: Option<&VbsBackupStatus>,
-    new: &VbsBackupStatus,
-    ctx: &Context,
+async fn publish_notices<K: BackupKind>(
+    obj: &K,
+    old: Option<&K::Status>,
+    new: &K::Status,
+    ctx: &KindContext<K>,
 ) {
+    let ctx = &ctx.shared;
     let reference = obj.object_ref(&());
     for notice in status::notices(old, new) {
         let event = Event {
@@ -301,7 +326,7 @@ async fn publish_notices(
         let _slot = ctx.kube_slots.acquire().await.ok();
         match ctx.recorder.publish(&event, &reference).await {
             Ok(()) => {
-                ctx.metrics.events.inc();
+                ctx.metrics.events.get_or_create(&metrics_kind::<K>()).inc();
             }
             Err(e) => warn!(error = %e, "cannot publish event"),
         }
@@ -336,12 +361,12 @@ mod tests {
             last_transition_time: Time(since),
         };
         let now = since + jiff::SignedDuration::from_secs(40);
-        let failing = VbsBackupStatus {
+        let failing = crate::crd::VbsBackupStatus {
             conditions: vec![cond("False")],
             ..Default::default()
         };
         assert_eq!(failing_for(&failing, now), Duration::from_secs(40));
-        let fine = VbsBackupStatus {
+        let fine = crate::crd::VbsBackupStatus {
             conditions: vec![cond("True")],
             ..Default::default()
         };

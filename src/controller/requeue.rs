@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::status::{FailureReason, SyncOutcome, is_transitional};
+use crate::status::{BackupStatus, FailureReason, SyncOutcome};
 
 /// Settled intervals below this are raised to it.
 pub const MIN_POLL_INTERVAL: Duration = Duration::from_secs(10);
@@ -43,9 +43,9 @@ impl Default for PollPolicy {
 }
 
 /// What the policy needs to know about one reconcile.
-#[derive(Debug, Clone, Copy)]
-pub struct Observation<'a> {
-    pub outcome: &'a SyncOutcome,
+#[derive(Debug)]
+pub struct Observation<'a, S> {
+    pub outcome: &'a SyncOutcome<S>,
     /// `spec.pollInterval`, parsed.
     pub spec_interval: Option<Duration>,
     /// How long the queries have been failing, from the `Synced` condition's last transition to
@@ -61,7 +61,7 @@ pub struct Observation<'a> {
 /// Whether an outcome counts as a failure to back off from. Missing Secrets, broken clouds.yaml
 /// and vanished backups are states to report, not errors to hammer the API about: they are polled
 /// at the settled interval, and a change to the Secret re-triggers at once.
-pub fn is_retryable_failure(outcome: &SyncOutcome) -> bool {
+pub fn is_retryable_failure<S>(outcome: &SyncOutcome<S>) -> bool {
     matches!(
         outcome,
         SyncOutcome::Failed(f) if matches!(f.reason, FailureReason::ApiError | FailureReason::AuthenticationFailed)
@@ -77,13 +77,13 @@ impl PollPolicy {
     }
 
     /// The delay before the next reconcile, before jitter.
-    pub fn base_delay(&self, o: &Observation<'_>) -> Duration {
+    pub fn base_delay<S: BackupStatus>(&self, o: &Observation<'_, S>) -> Duration {
         if is_retryable_failure(o.outcome) {
             let backoff = self.backoff(o.failing_for);
             return o.retry_after.map_or(backoff, |ra| backoff.max(ra));
         }
         match o.outcome {
-            SyncOutcome::Observed(b) if b.status.as_deref().is_some_and(is_transitional) => self.fast,
+            SyncOutcome::Observed(_) if o.outcome.is_transitional() => self.fast,
             SyncOutcome::Observed(_) if o.list_age.is_some() => self
                 .settled_interval(o.spec_interval)
                 .saturating_sub(o.list_age.unwrap_or_default()),
@@ -98,14 +98,14 @@ impl PollPolicy {
 
     /// The delay with jitter applied; `unit` is a uniform sample from [0, 1). A server's
     /// `Retry-After` is never undercut.
-    pub fn delay(&self, o: &Observation<'_>, unit: f64) -> Duration {
+    pub fn delay<S: BackupStatus>(&self, o: &Observation<'_, S>, unit: f64) -> Duration {
         let base = self.base_delay(o);
         let unit = if unit.is_finite() {
             unit.clamp(0.0, 1.0)
         } else {
             0.5
         };
-        let settled = matches!(o.outcome, SyncOutcome::Observed(b) if !b.status.as_deref().is_some_and(is_transitional));
+        let settled = matches!(o.outcome, SyncOutcome::Observed(_)) && !o.outcome.is_transitional();
         if o.list_age.is_some() && settled {
             // Aligned with the group's list: back just after it is due again, spread over a
             // second (not ±10%), so that the group's reads gather in one coalescing window.
@@ -172,25 +172,26 @@ pub fn parse_duration(value: &str) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cloud::Backup;
+    use crate::crd::VbsBackupStatus;
     use crate::status::SyncFailure;
 
-    fn observed(status: &str) -> SyncOutcome {
-        SyncOutcome::observed(Backup {
-            id: "x".into(),
-            status: Some(status.into()),
+    type Outcome = SyncOutcome<VbsBackupStatus>;
+
+    fn observed(status: &str) -> Outcome {
+        SyncOutcome::observed(VbsBackupStatus {
+            backup_status: Some(status.into()),
             ..Default::default()
         })
     }
 
-    fn failed(reason: FailureReason) -> SyncOutcome {
+    fn failed(reason: FailureReason) -> Outcome {
         SyncOutcome::Failed(SyncFailure {
             reason,
             message: String::new(),
         })
     }
 
-    fn obs(outcome: &SyncOutcome, failing_secs: u64) -> Observation<'_> {
+    fn obs(outcome: &Outcome, failing_secs: u64) -> Observation<'_, VbsBackupStatus> {
         Observation {
             outcome,
             spec_interval: None,

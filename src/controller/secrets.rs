@@ -1,4 +1,4 @@
-//! The Secrets that VbsBackups name: which exist and at which resourceVersion (from a
+//! The Secrets that backup resources name: which exist and at which resourceVersion (from a
 //! metadata-only watch, so no Secret data enters the process but that of named Secrets), the
 //! parsed cloud profile per (Secret, resourceVersion, cloud entry), and the reconciles a Secret
 //! change triggers.
@@ -21,7 +21,7 @@ use lru::LruCache;
 use tracing::info;
 
 use crate::cloud::{CloudProfile, load_cloud};
-use crate::crd::VbsBackup;
+use crate::kind::BackupKind;
 use crate::status::{FailureReason, SyncFailure};
 
 /// The Secret key holding clouds.yaml.
@@ -29,7 +29,8 @@ pub const CLOUDS_YAML_KEY: &str = "clouds.yaml";
 /// Parsed profiles kept at most (one per Secret and cloud entry in use).
 const MAX_PROFILES: usize = 4096;
 
-type SecretKey = (String, String);
+/// A Secret's namespace and name.
+pub type SecretKey = (String, String);
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq)]
 struct ProfileKey {
@@ -48,7 +49,7 @@ type ProfileSlot = Arc<tokio::sync::Mutex<Option<CachedProfile>>>;
 /// Why no profile could be had.
 #[derive(Debug, thiserror::Error)]
 pub enum ProfileError {
-    /// A state to report on the VbsBackup (missing Secret, no RBAC, broken clouds.yaml).
+    /// A state to report on the resource (missing Secret, no RBAC, broken clouds.yaml).
     #[error("{}", .0.message)]
     Reported(SyncFailure),
     /// The Kubernetes API failed; the reconcile is retried.
@@ -226,39 +227,45 @@ struct WatchState {
     relisting: Option<HashSet<SecretKey>>,
 }
 
-/// The reconciles Secret changes call for, from a metadata-only watch of Secrets in one scope
-/// (`namespace`, or the whole cluster): a Secret created, changed (new resourceVersion) or deleted
-/// re-triggers the VbsBackups that name it. The first list triggers nothing (every VbsBackup is
-/// reconciled at start anyway); a relist after a watch expiry triggers only what changed meanwhile.
-pub fn change_triggers(
+/// The Secrets whose change calls for reconciles, from a metadata-only watch of Secrets in one
+/// scope (`namespace`, or the whole cluster): each item lists Secrets created, changed (new
+/// resourceVersion) or deleted. The first list yields nothing (every resource is reconciled at
+/// start anyway); a relist after a watch expiry yields only what changed meanwhile.
+pub fn changes(
     secrets: Arc<Secrets>,
     events: impl Stream<Item = Result<Event<PartialObjectMeta<Secret>>, watcher::Error>> + Send + 'static,
     namespace: Option<String>,
-    backups: Store<VbsBackup>,
-) -> impl Stream<Item = ObjectRef<VbsBackup>> + Send + 'static {
+) -> impl Stream<Item = Vec<SecretKey>> + Send + 'static {
     let mut state = WatchState::default();
-    events
-        .filter_map(move |event| {
-            let changed = match event {
-                Ok(e) => handle(&secrets, &mut state, namespace.as_deref(), e),
-                // Logged where the watch is built.
-                Err(_) => Vec::new(),
-            };
-            futures::future::ready((!changed.is_empty()).then_some(changed))
-        })
-        .flat_map(move |changed: Vec<SecretKey>| {
-            let refs: Vec<ObjectRef<VbsBackup>> = backups
-                .state()
-                .into_iter()
-                .filter(|b| {
-                    changed.iter().any(|(ns, name)| {
-                        b.namespace().as_deref() == Some(ns.as_str()) && b.spec.cloud_ref.secret_name == *name
-                    })
-                })
-                .map(|b| ObjectRef::from_obj(&*b))
-                .collect();
-            futures::stream::iter(refs)
-        })
+    events.filter_map(move |event| {
+        let changed = match event {
+            Ok(e) => handle(&secrets, &mut state, namespace.as_deref(), e),
+            // Logged where the watch is built.
+            Err(_) => Vec::new(),
+        };
+        futures::future::ready((!changed.is_empty()).then_some(changed))
+    })
+}
+
+/// The resources of kind `K` (in `store`) that name a changed Secret.
+pub fn triggers<K: BackupKind>(
+    changes: impl Stream<Item = Arc<Vec<SecretKey>>> + Send + 'static,
+    store: Store<K>,
+) -> impl Stream<Item = ObjectRef<K>> + Send + 'static {
+    changes.flat_map(move |changed| {
+        let refs: Vec<ObjectRef<K>> = store
+            .state()
+            .into_iter()
+            .filter(|obj| {
+                let secret = &obj.backup_spec().cloud_ref.secret_name;
+                changed
+                    .iter()
+                    .any(|(ns, name)| obj.namespace().as_deref() == Some(ns.as_str()) && secret == name)
+            })
+            .map(|obj| ObjectRef::from_obj(&*obj))
+            .collect();
+        futures::stream::iter(refs)
+    })
 }
 
 fn key_of(meta: &PartialObjectMeta<Secret>) -> SecretKey {

@@ -1,14 +1,18 @@
 //! A faithful simulator of the VBS / Cinder backup API for tests and the demo: Keystone-style
 //! password tokens with a service catalog, Huawei AK/SK signature verification, the show and
-//! list-detail calls on the native, Cinder and v2 paths, the documented error bodies, and a small
+//! list-detail calls on the native, Cinder and v2 paths, Cloud Backup and Recovery's show and list
+//! calls (under `/cbr`, as if on a host of their own), the documented error bodies, and a small
 //! control API (`/sim/...`) to add and change backups and inject faults.
 
 mod auth;
+mod cbr;
 mod server;
 mod state;
 
 pub use server::{router, serve, serve_tls};
-pub use state::{ErrorStyle, Fault, FaultTarget, Seed, SeedKey, SeedUser, Sim, with_defaults};
+pub use state::{
+    ErrorStyle, Fault, FaultTarget, Seed, SeedKey, SeedUser, Service, Sim, cbr_with_defaults, with_defaults,
+};
 
 /// A clouds.yaml "billion laughs": eleven levels of anchors, each aliasing the one below ten
 /// times (10^12 scalars if expanded), referenced from a cloud entry. For tests of the parser's

@@ -14,7 +14,8 @@ use jiff::Timestamp;
 use serde_json::{Map, Value, json};
 
 use super::auth::{self, Refusal};
-use super::state::{ErrorStyle, Fault, FaultTarget, SeedUser, Sim, api_time, with_defaults};
+use super::cbr;
+use super::state::{ErrorStyle, Fault, FaultTarget, SeedUser, Service, Sim, api_time};
 
 type AppState = State<Arc<Sim>>;
 
@@ -28,6 +29,8 @@ pub fn router(sim: Arc<Sim>) -> Router {
         .route("/v3/{project_id}/backups/{backup_id}", get(show_backup))
         .route("/v2/{project_id}/backups/detail", get(list_backups))
         .route("/v2/{project_id}/backups/{backup_id}", get(show_backup))
+        .route("/cbr/v3/{project_id}/backups", get(cbr::list_backups))
+        .route("/cbr/v3/{project_id}/backups/{backup_id}", get(cbr::show_backup))
         .route("/sim/health", get(|| async { "ok" }))
         .route("/sim/stats", get(stats))
         .route("/sim/faults", post(add_fault).delete(clear_faults))
@@ -35,7 +38,15 @@ pub fn router(sim: Arc<Sim>) -> Router {
         .route("/sim/users/{name}", put(put_user))
         .route(
             "/sim/projects/{project_id}/backups/{backup_id}",
-            put(put_backup).patch(patch_backup).delete(delete_backup),
+            put(|s, p, j| put_backup(s, p, j, Service::Vbs))
+                .patch(|s, p, j| patch_backup(s, p, j, Service::Vbs))
+                .delete(|s, p| delete_backup(s, p, Service::Vbs)),
+        )
+        .route(
+            "/sim/projects/{project_id}/cbr-backups/{backup_id}",
+            put(|s, p, j| put_backup(s, p, j, Service::Cbr))
+                .patch(|s, p, j| patch_backup(s, p, j, Service::Cbr))
+                .delete(|s, p| delete_backup(s, p, Service::Cbr)),
         )
         .with_state(sim)
 }
@@ -70,7 +81,7 @@ pub async fn serve_tls(
     }
 }
 
-fn request_id() -> String {
+pub(super) fn request_id() -> String {
     hex::encode(rand::random::<[u8; 16]>())
 }
 
@@ -110,7 +121,7 @@ fn keystone_unauthorized() -> Response {
     (StatusCode::UNAUTHORIZED, Json(body)).into_response()
 }
 
-fn refusal_response(sim: &Sim, refusal: Refusal) -> Response {
+pub(super) fn refusal_response(sim: &Sim, refusal: Refusal) -> Response {
     sim.count("unauthorized");
     match refusal {
         Refusal::Unauthenticated => keystone_unauthorized(),
@@ -127,7 +138,7 @@ fn refusal_response(sim: &Sim, refusal: Refusal) -> Response {
 }
 
 /// Applies an injected fault: `Some(response)` when the fault answers instead of the API.
-async fn apply_fault(sim: &Sim, target: FaultTarget, backup_id: Option<&str>) -> Option<Response> {
+pub(super) async fn apply_fault(sim: &Sim, target: FaultTarget, backup_id: Option<&str>) -> Option<Response> {
     let fault = sim.take_fault(target, backup_id)?;
     if fault.delay_ms > 0 {
         tokio::time::sleep(Duration::from_millis(fault.delay_ms)).await;
@@ -223,7 +234,9 @@ async fn create_token(State(sim): AppState, Json(body): Json<Value>) -> Response
             {"type": "volumev3", "name": "cinderv3", "endpoints": [
                 // A decoy in another region: a client that ignores region_name ends up here and fails.
                 {"interface": "public", "region": "decoy-region", "region_id": "decoy-region", "url": format!("{base}/decoy-region/v3/{pid}")},
-                {"interface": "public", "region": region, "region_id": region, "url": format!("{base}/v3/{pid}")}]}
+                {"interface": "public", "region": region, "region_id": region, "url": format!("{base}/v3/{pid}")}]},
+            {"type": "cbr", "name": "cbr", "endpoints": [
+                {"interface": "public", "region": region, "region_id": region, "url": format!("{base}/cbr/v3/{pid}")}]}
         ]
     }});
     let mut resp = (StatusCode::CREATED, Json(body)).into_response();
@@ -385,14 +398,13 @@ async fn put_backup(
     State(sim): AppState,
     Path((project_id, backup_id)): Path<(String, String)>,
     Json(mut fields): Json<Map<String, Value>>,
+    service: Service,
 ) -> StatusCode {
     fields.insert("id".into(), Value::String(backup_id.clone()));
-    let backup = with_defaults(&project_id, fields);
-    sim.world()
-        .backups
-        .entry(project_id)
-        .or_default()
-        .insert(backup_id, backup);
+    let backup = service.with_defaults(&project_id, fields);
+    sim.with_projects(service, |projects| {
+        projects.entry(project_id).or_default().insert(backup_id, backup)
+    });
     StatusCode::NO_CONTENT
 }
 
@@ -400,25 +412,30 @@ async fn patch_backup(
     State(sim): AppState,
     Path((project_id, backup_id)): Path<(String, String)>,
     Json(fields): Json<Map<String, Value>>,
+    service: Service,
 ) -> StatusCode {
-    let mut w = sim.world();
-    let Some(b) = w.backups.get_mut(&project_id).and_then(|p| p.get_mut(&backup_id)) else {
-        return StatusCode::NOT_FOUND;
+    let now = match service {
+        Service::Vbs => api_time(Timestamp::now()),
+        Service::Cbr => format!("{}+00:00", api_time(Timestamp::now())),
     };
-    b.insert("updated_at".into(), Value::String(api_time(Timestamp::now())));
-    b.extend(fields);
-    StatusCode::NO_CONTENT
+    sim.with_projects(service, |projects| {
+        let Some(b) = projects.get_mut(&project_id).and_then(|p| p.get_mut(&backup_id)) else {
+            return StatusCode::NOT_FOUND;
+        };
+        b.insert("updated_at".into(), Value::String(now));
+        b.extend(fields);
+        StatusCode::NO_CONTENT
+    })
 }
 
 async fn delete_backup(
     State(sim): AppState,
     Path((project_id, backup_id)): Path<(String, String)>,
+    service: Service,
 ) -> StatusCode {
-    let removed = sim
-        .world()
-        .backups
-        .get_mut(&project_id)
-        .and_then(|p| p.remove(&backup_id));
+    let removed = sim.with_projects(service, |projects| {
+        projects.get_mut(&project_id).and_then(|p| p.remove(&backup_id))
+    });
     if removed.is_some() {
         StatusCode::NO_CONTENT
     } else {
@@ -492,6 +509,40 @@ mod tests {
             .header("x-auth-token", token)
             .body(Body::empty())
             .expect("request")
+    }
+
+    #[tokio::test]
+    async fn cbr_shows_pages_by_offset_and_answers_its_own_404() {
+        let sim = sim();
+        for i in 1..=3 {
+            sim.with_projects(Service::Cbr, |p| {
+                let b = crate::sim::cbr_with_defaults(
+                    P,
+                    json!({"id": format!("c{i}")})
+                        .as_object()
+                        .cloned()
+                        .unwrap_or_default(),
+                );
+                p.entry(P.into()).or_default().insert(format!("c{i}"), b)
+            });
+        }
+        let t = token(&sim).await;
+        let (status, body) = call(&sim, get(&format!("/cbr/v3/{P}/backups/c2"), &t)).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body["backup"]["id"], "c2");
+        assert_eq!(body["backup"]["resource_type"], "OS::Cinder::Volume");
+        let (_, page) = call(&sim, get(&format!("/cbr/v3/{P}/backups?limit=2&offset=2"), &t)).await;
+        assert_eq!(
+            (page["count"].as_u64(), page["backups"].as_array().map(Vec::len)),
+            (Some(3), Some(1))
+        );
+        let (status, body) = call(&sim, get(&format!("/cbr/v3/{P}/backups/nope"), &t)).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_eq!(body["error_code"], "BackupService.6200");
+        let (status, _) = call(&sim, get(&format!("/cbr/v3/{P}/backups?limit=0"), &t)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        let (status, _) = call(&sim, get(&format!("/cbr/v3/{P}/backups/c1"), "forged")).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
     }
 
     #[tokio::test]

@@ -26,6 +26,8 @@ pub struct Seed {
     pub access_keys: Vec<SeedKey>,
     /// Backups: JSON objects in the API's own field names, plus `project_id` saying where they live.
     pub backups: Vec<Map<String, Value>>,
+    /// CBR backups, likewise (CBR's own `project_id` field says where they live).
+    pub cbr_backups: Vec<Map<String, Value>>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -115,6 +117,26 @@ pub struct Stats {
 /// Call times kept per backup.
 pub const MAX_CALL_LOG: usize = 1000;
 
+/// project_id -> backup_id -> backup object (API field names).
+pub type Projects = BTreeMap<String, BTreeMap<String, Map<String, Value>>>;
+
+/// Which service's backups.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    Vbs,
+    Cbr,
+}
+
+impl Service {
+    /// A backup object with every documented key present, the caller's fields on top.
+    pub fn with_defaults(self, project_id: &str, fields: Map<String, Value>) -> Map<String, Value> {
+        match self {
+            Service::Vbs => with_defaults(project_id, fields),
+            Service::Cbr => cbr_with_defaults(project_id, fields),
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct World {
     pub region: String,
@@ -123,7 +145,9 @@ pub struct World {
     pub keys: Vec<SeedKey>,
     pub tokens: HashMap<String, IssuedToken>,
     /// project_id -> backup_id -> backup object (API field names).
-    pub backups: BTreeMap<String, BTreeMap<String, Map<String, Value>>>,
+    pub backups: Projects,
+    /// The same for Cloud Backup and Recovery backups.
+    pub cbr_backups: Projects,
     pub faults: Vec<Fault>,
     pub stats: Stats,
 }
@@ -162,6 +186,20 @@ impl Sim {
             let full = with_defaults(&project, b);
             world.backups.entry(project).or_default().insert(id, full);
         }
+        for b in seed.cbr_backups {
+            let project = b
+                .get("project_id")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            let id = b
+                .get("id")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            let full = cbr_with_defaults(&project, b);
+            world.cbr_backups.entry(project).or_default().insert(id, full);
+        }
         Sim {
             world: Mutex::new(world),
             public_url: public_url.trim_end_matches('/').to_string(),
@@ -170,6 +208,15 @@ impl Sim {
 
     pub fn world(&self) -> MutexGuard<'_, World> {
         self.world.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Runs `f` on the backups of `service`.
+    pub fn with_projects<T>(&self, service: Service, f: impl FnOnce(&mut Projects) -> T) -> T {
+        let mut w = self.world();
+        f(match service {
+            Service::Vbs => &mut w.backups,
+            Service::Cbr => &mut w.cbr_backups,
+        })
     }
 
     /// Takes the first fault matching this call, counting it down.
@@ -221,6 +268,27 @@ pub fn with_defaults(project_id: &str, fields: Map<String, Value>) -> Map<String
     if !OWNER_KEYS.iter().any(|k| fields.contains_key(*k)) {
         map.insert(OWNER_KEYS[0].to_string(), Value::String(project_id.to_string()));
     }
+    map.extend(fields);
+    map
+}
+
+/// A CBR backup object with the fields a volume backup in a vault has, the caller's on top. Times
+/// carry a zone, as CBR prints them.
+pub fn cbr_with_defaults(project_id: &str, fields: Map<String, Value>) -> Map<String, Value> {
+    let now = format!("{}+00:00", api_time(Timestamp::now()));
+    let b = json!({
+        "status": "available", "name": "manualbk", "description": "", "checkpoint_id": null,
+        "vault_id": null, "parent_id": null, "project_id": project_id, "enterprise_project_id": "0",
+        "provider_id": "d1603440-187d-4516-af25-121250c7cc97", "image_type": "backup",
+        "resource_id": null, "resource_name": null, "resource_type": "OS::Cinder::Volume",
+        "resource_az": "eu-de-01", "resource_size": 10, "created_at": now, "updated_at": now,
+        "protected_at": now, "expired_at": null, "children": [], "incremental": false,
+        "extend_info": {"auto_trigger": false, "bootable": false, "incremental": false},
+    });
+    let mut map = match b {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    };
     map.extend(fields);
     map
 }

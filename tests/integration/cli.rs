@@ -6,17 +6,30 @@ use serde_json::json;
 use vbs_operator::crd::VbsBackup;
 
 #[test]
-fn crd_command_prints_the_committed_crd() {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vbs-operator"))
-        .arg("crd")
-        .output()
-        .expect("run crd");
-    assert!(out.status.success());
-    let committed = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/crds/vbsbackup.yaml"))
-        .expect("crds/vbsbackup.yaml");
-    assert!(
-        String::from_utf8_lossy(&out.stdout) == committed,
-        "crds/vbsbackup.yaml differs from `vbs-operator crd`"
+fn crd_command_prints_the_committed_crds() {
+    let crd = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_vbs-operator"))
+            .arg("crd")
+            .args(args)
+            .output()
+            .expect("run crd");
+        assert!(out.status.success(), "crd {args:?}");
+        String::from_utf8(out.stdout).expect("utf-8")
+    };
+    let committed = |kind: &str| {
+        std::fs::read_to_string(format!("{}/crds/{kind}.yaml", env!("CARGO_MANIFEST_DIR")))
+            .expect("committed CRD")
+    };
+    for kind in ["vbsbackup", "cbrbackup"] {
+        assert!(
+            crd(&[kind]) == committed(kind),
+            "crds/{kind}.yaml differs from `vbs-operator crd {kind}`"
+        );
+    }
+    assert_eq!(
+        crd(&[]),
+        committed("vbsbackup") + &committed("cbrbackup"),
+        "both, one document each"
     );
 }
 

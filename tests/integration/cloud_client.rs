@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
-use vbs_operator::cloud::{CallLimits, ClientOptions, CloudError, VbsClient, load_cloud};
+use vbs_operator::cloud::{CallLimits, ClientOptions, CloudError, Vbs, VbsClient, load_cloud};
 use vbs_operator::sim::{Fault, FaultTarget, Seed, Sim};
 
 use crate::harness::{DOMAIN, Listener, PASSWORD, PROJECT, REFERENCE_ID, USER};
@@ -69,7 +69,7 @@ async fn redirects_carry_no_credentials() {
         }];
         let profile = load_cloud(&password_cloud(&url, PASSWORD, ""), None).expect("profile");
         let err = c
-            .show_backup(&profile, REFERENCE_ID)
+            .show::<Vbs>(&profile, REFERENCE_ID)
             .await
             .expect_err("redirect refused");
         let text = err.to_string();
@@ -87,7 +87,7 @@ async fn redirects_carry_no_credentials() {
     let profile = load_cloud(&aksk, None).expect("profile");
     let c = client(Duration::from_secs(5), CallLimits::default());
     let err = c
-        .show_backup(&profile, REFERENCE_ID)
+        .show::<Vbs>(&profile, REFERENCE_ID)
         .await
         .expect_err("redirect refused");
     assert!(err.to_string().contains("HTTP 302"), "{err}");
@@ -113,12 +113,12 @@ async fn huge_answers_are_refused_at_the_cap() {
         ..Fault::default()
     }];
     let err = c
-        .show_backup(&profile, REFERENCE_ID)
+        .show::<Vbs>(&profile, REFERENCE_ID)
         .await
         .expect_err("too large");
     assert!(err.to_string().contains("larger than 64 KiB"), "{err}");
     sim.world().faults.clear();
-    c.show_backup(&profile, REFERENCE_ID)
+    c.show::<Vbs>(&profile, REFERENCE_ID)
         .await
         .expect("a normal answer still passes");
 }
@@ -145,12 +145,12 @@ async fn a_tarpit_costs_only_its_own_callers() {
         let stuck = load_cloud(&password_cloud(&tarpit, &format!("pw-{i}"), ""), None).expect("profile");
         let c = c.clone();
         tarpit_calls.push(tokio::spawn(
-            async move { c.show_backup(&stuck, REFERENCE_ID).await },
+            async move { c.show::<Vbs>(&stuck, REFERENCE_ID).await },
         ));
     }
     tokio::time::sleep(Duration::from_millis(100)).await;
     let started = std::time::Instant::now();
-    c.show_backup(&fine, REFERENCE_ID)
+    c.show::<Vbs>(&fine, REFERENCE_ID)
         .await
         .expect("the healthy cloud answers");
     assert!(
@@ -183,7 +183,7 @@ async fn a_wrong_password_costs_one_login_per_backoff_round() {
     let calls: Vec<_> = (0..25)
         .map(|_| {
             let (c, p) = (c.clone(), profile.clone());
-            tokio::spawn(async move { c.show_backup(&p, REFERENCE_ID).await })
+            tokio::spawn(async move { c.show::<Vbs>(&p, REFERENCE_ID).await })
         })
         .collect();
     for call in calls {
@@ -194,13 +194,13 @@ async fn a_wrong_password_costs_one_login_per_backoff_round() {
         );
     }
     assert_eq!(requests(&sim, "auth"), 1, "one login attempt for 25 callers");
-    c.show_backup(&profile, REFERENCE_ID)
+    c.show::<Vbs>(&profile, REFERENCE_ID)
         .await
         .expect_err("still refused");
     assert_eq!(requests(&sim, "auth"), 1, "the refusal is remembered");
     // A corrected password is another credential set: it logs in at once.
     let fixed = load_cloud(&password_cloud(&url, PASSWORD, ""), None).expect("profile");
-    c.show_backup(&fixed, REFERENCE_ID).await.expect("logged in");
+    c.show::<Vbs>(&fixed, REFERENCE_ID).await.expect("logged in");
     assert_eq!(requests(&sim, "auth"), 2);
 }
 
@@ -209,13 +209,13 @@ async fn a_revoked_token_is_refreshed_once_for_all_callers() {
     let (sim, url) = start_sim().await;
     let c = client(Duration::from_secs(5), CallLimits::default());
     let profile = load_cloud(&password_cloud(&url, PASSWORD, ""), None).expect("profile");
-    c.show_backup(&profile, REFERENCE_ID).await.expect("first call");
+    c.show::<Vbs>(&profile, REFERENCE_ID).await.expect("first call");
     assert_eq!(requests(&sim, "auth"), 1);
     sim.world().tokens.clear();
     let calls: Vec<_> = (0..20)
         .map(|_| {
             let (c, p) = (c.clone(), profile.clone());
-            tokio::spawn(async move { c.show_backup(&p, REFERENCE_ID).await })
+            tokio::spawn(async move { c.show::<Vbs>(&p, REFERENCE_ID).await })
         })
         .collect();
     for call in calls {
@@ -235,11 +235,11 @@ async fn two_entries_of_one_user_keep_their_own_sessions() {
     let with_override = load_cloud(&yaml, Some("override")).expect("profile");
     let from_catalog = load_cloud(&yaml, Some("pw")).expect("profile");
     // Whichever logs in first, the other must still work.
-    c.show_backup(&with_override, REFERENCE_ID)
+    c.show::<Vbs>(&with_override, REFERENCE_ID)
         .await
         .expect("override");
-    c.show_backup(&from_catalog, REFERENCE_ID).await.expect("catalog");
-    c.show_backup(&with_override, REFERENCE_ID)
+    c.show::<Vbs>(&from_catalog, REFERENCE_ID).await.expect("catalog");
+    c.show::<Vbs>(&with_override, REFERENCE_ID)
         .await
         .expect("override again");
     assert_eq!(requests(&sim, "auth"), 2, "one session each");
@@ -257,7 +257,7 @@ async fn failed_logins_of_many_credential_sets_stay_bounded() {
     // More credential sets than the cache keeps, each with a wrong password.
     for i in 0..1100 {
         let profile = load_cloud(&password_cloud(&url, &format!("wrong-{i}"), ""), None).expect("profile");
-        c.show_backup(&profile, REFERENCE_ID).await.expect_err("refused");
+        c.show::<Vbs>(&profile, REFERENCE_ID).await.expect_err("refused");
     }
     assert_eq!(requests(&sim, "auth"), 1100);
     assert_eq!(
@@ -285,7 +285,7 @@ async fn a_non_json_error_body_is_never_quoted() {
     );
     let c = client(Duration::from_secs(5), CallLimits::default());
     let err = c
-        .show_backup(&load_cloud(&aksk, None).expect("profile"), REFERENCE_ID)
+        .show::<Vbs>(&load_cloud(&aksk, None).expect("profile"), REFERENCE_ID)
         .await
         .expect_err("502");
     assert_eq!(
@@ -315,7 +315,7 @@ async fn a_list_follows_its_pages() {
     seed_backups(&sim, 24);
     let c = client(Duration::from_secs(5), CallLimits::default());
     let profile = load_cloud(&password_cloud(&url, PASSWORD, ""), None).expect("profile");
-    let all = c.list_backups(&profile, 10).await.expect("list");
+    let all = c.list::<Vbs>(&profile, 10).await.expect("list");
     assert_eq!(all.len(), 25, "24 seeded and the reference backup");
     assert_eq!(requests(&sim, "list"), 3, "pages of 10");
 }
@@ -326,7 +326,7 @@ async fn batched_reads_share_one_list() {
     let (sim, url) = start_sim().await;
     let ids = seed_backups(&sim, 40);
     let c = client(Duration::from_secs(5), CallLimits::default());
-    let batcher = Arc::new(Batcher::new(c, BatchOptions::default()));
+    let batcher = Arc::new(Batcher::<Vbs>::new(c, BatchOptions::default()));
     let profile = load_cloud(&password_cloud(&url, PASSWORD, ""), None).expect("profile");
     let reads: Vec<_> = ids
         .iter()

@@ -17,7 +17,11 @@ use kube::{Client, CustomResourceExt};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
-use vbs_operator::crd::{CloudRef, VbsBackup, VbsBackupSpec, VbsBackupStatus};
+use vbs_operator::crd::{
+    BackupSpec, CbrBackup, CbrBackupSpec, CbrBackupStatus, CloudRef, VbsBackup, VbsBackupSpec,
+    VbsBackupStatus,
+};
+use vbs_operator::status::BackupStatus;
 
 pub const PROJECT: &str = "b23b579f08c84228b9b4673c46f0c442";
 pub const USER: &str = "svc-backup";
@@ -66,21 +70,24 @@ async fn client_for(path: &std::path::Path) -> Client {
     Client::try_from(config).expect("kube client")
 }
 
-/// Installs the CRD (once; later calls find it) and waits until it is established. A plain create,
-/// not server-side apply: a 1.20 apiserver refuses to apply the CEL rules it does not know, but
-/// drops them on create.
+/// Installs the CRDs of both kinds (once; later calls find them) and waits until they are
+/// established. A plain create, not server-side apply: a 1.20 apiserver refuses to apply the CEL
+/// rules it does not know, but drops them on create.
 async fn ensure_crd(client: &Client) {
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    match crds.create(&PostParams::default(), &VbsBackup::crd()).await {
-        Ok(_) => {}
-        Err(kube::Error::Api(s)) if s.code == 409 => {}
-        Err(e) => panic!("create CRD: {e}"),
+    for crd in [VbsBackup::crd(), CbrBackup::crd()] {
+        let name = crd.metadata.name.clone().unwrap_or_default();
+        match crds.create(&PostParams::default(), &crd).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 409 => {}
+            Err(e) => panic!("create CRD {name}: {e}"),
+        }
+        let established = await_condition(crds.clone(), &name, conditions::is_crd_established());
+        tokio::time::timeout(DEADLINE, established)
+            .await
+            .expect("CRD established in time")
+            .expect("watch CRD");
     }
-    let established = await_condition(crds, "vbsbackups.vbs.io", conditions::is_crd_established());
-    tokio::time::timeout(DEADLINE, established)
-        .await
-        .expect("CRD established in time")
-        .expect("watch CRD");
 }
 
 /// A running `vbs-sim`.
@@ -166,6 +173,25 @@ impl SimProcess {
         .await;
     }
 
+    /// Adds (or replaces) a CBR backup of the test project.
+    pub async fn put_cbr_backup(&self, id: &str, fields: Value) {
+        self.control(
+            reqwest::Method::PUT,
+            &format!("/sim/projects/{PROJECT}/cbr-backups/{id}"),
+            Some(fields),
+        )
+        .await;
+    }
+
+    pub async fn patch_cbr_backup(&self, id: &str, fields: Value) {
+        self.control(
+            reqwest::Method::PATCH,
+            &format!("/sim/projects/{PROJECT}/cbr-backups/{id}"),
+            Some(fields),
+        )
+        .await;
+    }
+
     pub async fn patch_backup(&self, id: &str, fields: Value) {
         self.control(
             reqwest::Method::PATCH,
@@ -225,10 +251,11 @@ impl SimProcess {
         })
     }
 
-    /// clouds.yaml with a password cloud `pw` (endpoint from the catalog) and an AK/SK cloud `aksk`.
+    /// clouds.yaml with a password cloud `pw` (endpoints from the catalog) and an AK/SK cloud `aksk`
+    /// (endpoint overrides for VBS and CBR).
     pub fn clouds_yaml(&self, password: &str, extra: &str) -> String {
         format!(
-            "clouds:\n  pw:\n    auth:\n      auth_url: {url}/v3\n      username: {USER}\n      password: {password}\n      user_domain_name: {DOMAIN}\n      project_id: {PROJECT}\n    region_name: eu-de\n{extra}  aksk:\n    auth_type: aksk\n    auth: {{ak: {AK}, sk: {SK}, project_id: {PROJECT}}}\n    block_storage_endpoint_override: {url}\n{extra}",
+            "clouds:\n  pw:\n    auth:\n      auth_url: {url}/v3\n      username: {USER}\n      password: {password}\n      user_domain_name: {DOMAIN}\n      project_id: {PROJECT}\n    region_name: eu-de\n{extra}  aksk:\n    auth_type: aksk\n    auth: {{ak: {AK}, sk: {SK}, project_id: {PROJECT}}}\n    block_storage_endpoint_override: {url}\n    cbr_endpoint_override: {url}/cbr\n{extra}",
             url = self.url
         )
     }
@@ -468,18 +495,63 @@ impl TestEnv {
     }
 
     pub async fn create_backup_in(&self, ns: &str, name: &str, backup_id: &str, cloud: &str) -> VbsBackup {
-        let spec = VbsBackupSpec {
+        let spec = VbsBackupSpec::from(vbs_operator::crd::BackupSpec {
             backup_id: backup_id.into(),
             cloud_ref: CloudRef {
                 secret_name: SECRET.into(),
                 cloud: Some(cloud.into()),
             },
             poll_interval: None,
-        };
+        });
         self.backups_in(ns)
             .create(&PostParams::default(), &VbsBackup::new(name, spec))
             .await
             .expect("create VbsBackup")
+    }
+
+    pub fn cbr_backups(&self) -> Api<CbrBackup> {
+        Api::namespaced(self.client.clone(), &self.ns)
+    }
+
+    pub async fn create_cbr_backup(&self, name: &str, backup_id: &str, cloud: &str) -> CbrBackup {
+        let spec = CbrBackupSpec::from(BackupSpec {
+            backup_id: backup_id.into(),
+            cloud_ref: CloudRef {
+                secret_name: SECRET.into(),
+                cloud: Some(cloud.into()),
+            },
+            poll_interval: None,
+        });
+        self.cbr_backups()
+            .create(&PostParams::default(), &CbrBackup::new(name, spec))
+            .await
+            .expect("create CbrBackup")
+    }
+
+    /// Waits (watch-based, with a deadline) until the CbrBackup's status satisfies `check`.
+    pub async fn wait_cbr_status(
+        &self,
+        name: &str,
+        what: &str,
+        check: impl Fn(&CbrBackupStatus) -> bool,
+    ) -> CbrBackup {
+        let cond = move |obj: Option<&CbrBackup>| obj.and_then(|o| o.status.as_ref()).is_some_and(&check);
+        match tokio::time::timeout(DEADLINE, await_condition(self.cbr_backups(), name, cond)).await {
+            Ok(Ok(Some(obj))) => obj,
+            Ok(other) => panic!("waiting for {what} on {name}: {other:?}"),
+            Err(_) => {
+                let last = self
+                    .cbr_backups()
+                    .get_opt(name)
+                    .await
+                    .ok()
+                    .flatten()
+                    .and_then(|b| b.status);
+                panic!(
+                    "timed out after {DEADLINE:?} waiting for {what} on CbrBackup {name}; last status: {last:#?}"
+                )
+            }
+        }
     }
 
     pub async fn backup_in(&self, ns: &str, name: &str) -> VbsBackup {
@@ -598,11 +670,11 @@ where
     }
 }
 
-pub fn condition<'a>(
-    status: &'a VbsBackupStatus,
+pub fn condition<'a, S: BackupStatus>(
+    status: &'a S,
     type_: &str,
 ) -> Option<&'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
-    status.conditions.iter().find(|c| c.type_ == type_)
+    status.conditions().iter().find(|c| c.type_ == type_)
 }
 
 /// The message of the `Synced` condition.
@@ -615,11 +687,11 @@ pub fn synced_message(obj: &VbsBackup) -> String {
 }
 
 /// `(status, reason)` of a condition, for terse assertions.
-pub fn cond_state(status: &VbsBackupStatus, type_: &str) -> Option<(String, String)> {
+pub fn cond_state<S: BackupStatus>(status: &S, type_: &str) -> Option<(String, String)> {
     condition(status, type_).map(|c| (c.status.clone(), c.reason.clone()))
 }
 
-pub fn is(status: &VbsBackupStatus, type_: &str, want: (&str, &str)) -> bool {
+pub fn is<S: BackupStatus>(status: &S, type_: &str, want: (&str, &str)) -> bool {
     cond_state(status, type_).is_some_and(|(s, r)| s == want.0 && r == want.1)
 }
 

@@ -4,6 +4,7 @@
 mod harness;
 
 mod auth;
+mod cbr;
 mod chart;
 mod cli;
 mod cloud_client;

@@ -39,22 +39,22 @@ async fn metrics_health_and_json_logs() {
     let (code, body) = get(&format!("{base}/metrics")).await;
     assert_eq!(code, 200);
     for needle in [
-        "vbs_reconciles_total ",
-        "vbs_reconcile_failures_total{reason=\"BackupNotFound\"}",
-        "vbs_reconcile_duration_seconds_bucket{le=",
-        "vbs_cloud_requests_total{operation=\"show_backup\",code=\"200\"}",
-        "vbs_cloud_requests_total{operation=\"show_backup\",code=\"404\"}",
-        "vbs_cloud_requests_total{operation=\"authenticate\",code=\"201\"}",
-        "vbs_cloud_request_duration_seconds_bucket{le=",
+        "vbs_reconciles_total{kind=\"VbsBackup\"} ",
+        "vbs_reconcile_failures_total{kind=\"VbsBackup\",reason=\"BackupNotFound\"}",
+        "vbs_reconcile_duration_seconds_count{kind=\"VbsBackup\"} ",
+        "vbs_cloud_requests_total{service=\"vbs\",operation=\"show_backup\",code=\"200\"}",
+        "vbs_cloud_requests_total{service=\"vbs\",operation=\"show_backup\",code=\"404\"}",
+        "vbs_cloud_requests_total{service=\"keystone\",operation=\"authenticate\",code=\"201\"}",
+        "vbs_cloud_request_duration_seconds_count{service=\"vbs\",operation=\"show_backup\"} ",
         "vbs_token_refreshes_total 1",
-        "vbs_backups{backup_status=\"available\"} 1",
-        "vbs_backups{backup_status=\"none\"} 1",
+        "vbs_backups{kind=\"VbsBackup\",backup_status=\"available\"} 1",
+        "vbs_backups{kind=\"VbsBackup\",backup_status=\"none\"} 1",
         "# EOF",
     ] {
         assert!(body.contains(needle), "/metrics lacks {needle:?}:\n{body}");
     }
     let sync_line = format!(
-        "vbs_last_successful_sync_timestamp_seconds{{namespace=\"{}\",name=\"scraped\"}}",
+        "vbs_last_successful_sync_timestamp_seconds{{kind=\"VbsBackup\",namespace=\"{}\",name=\"scraped\"}}",
         env.ns
     );
     assert!(body.contains(&sync_line), "{body}");
@@ -82,14 +82,14 @@ async fn metrics_health_and_json_logs() {
     assert!(updates.len() >= 2, "{log}");
     for line in &updates {
         assert!(
-            line["span"]["vbsbackup"].is_string() && line["span"]["backup_id"].is_string(),
+            line["span"]["resource"].is_string() && line["span"]["backup_id"].is_string(),
             "{line}"
         );
     }
     assert!(
         updates
             .iter()
-            .any(|l| l["span"]["vbsbackup"] == "scraped" && l["span"]["backup_id"] == REFERENCE_ID),
+            .any(|l| l["span"]["resource"] == "scraped" && l["span"]["backup_id"] == REFERENCE_ID),
         "{log}"
     );
 
@@ -308,14 +308,14 @@ async fn a_label_selector_shards_the_fleet() {
         .await;
     env.create_secret(&env.sim.clouds_yaml(PASSWORD, "")).await;
     for (name, shard) in [("mine", "a"), ("theirs", "b")] {
-        let spec = vbs_operator::crd::VbsBackupSpec {
+        let spec = vbs_operator::crd::VbsBackupSpec::from(vbs_operator::crd::BackupSpec {
             backup_id: REFERENCE_ID.into(),
             cloud_ref: vbs_operator::crd::CloudRef {
                 secret_name: SECRET.into(),
                 cloud: Some("pw".into()),
             },
             poll_interval: None,
-        };
+        });
         let mut obj = vbs_operator::crd::VbsBackup::new(name, spec);
         obj.metadata.labels = Some([("shard".to_string(), shard.to_string())].into());
         env.backups()

@@ -413,14 +413,14 @@ async fn hostile_clouds_yaml_is_refused_without_harm() {
             .create(&Default::default(), &secret)
             .await
             .expect("create secret");
-        let spec = vbs_operator::crd::VbsBackupSpec {
+        let spec = vbs_operator::crd::VbsBackupSpec::from(vbs_operator::crd::BackupSpec {
             backup_id: REFERENCE_ID.into(),
             cloud_ref: vbs_operator::crd::CloudRef {
                 secret_name: (*name).into(),
                 cloud: (*name == "good").then(|| "pw".into()),
             },
             poll_interval: None,
-        };
+        });
         env.backups()
             .create(
                 &Default::default(),
@@ -569,14 +569,14 @@ async fn hostile_numbers_do_not_stop_the_operator() {
     });
     // A poll interval the CRD's pattern and length accept (the 1.20 test server does not run the
     // CEL rule that caps it at 168h).
-    let spec = vbs_operator::crd::VbsBackupSpec {
+    let spec = vbs_operator::crd::VbsBackupSpec::from(vbs_operator::crd::BackupSpec {
         backup_id: huge_poll.clone(),
         cloud_ref: vbs_operator::crd::CloudRef {
             secret_name: SECRET.into(),
             cloud: Some("pw".into()),
         },
         poll_interval: Some("99999999999999999999h".into()),
-    };
+    });
     env.backups()
         .create(
             &Default::default(),

@@ -232,7 +232,7 @@ async fn the_chart_pod_runs_hardened_and_keeps_vbsbackups_true() {
         .iter()
         .find(|l| l["message"] == "status updated")
         .unwrap_or_else(|| panic!("no status update logged:\n{logs}"));
-    assert_eq!(update["span"]["vbsbackup"], "web", "{update}");
+    assert_eq!(update["span"]["resource"], "web", "{update}");
     assert_eq!(update["span"]["namespace"], t.env.ns.as_str());
     assert_eq!(update["span"]["backup_id"], REFERENCE_ID);
     report(

@@ -1,11 +1,12 @@
 //! Pure mapping from what the cloud said (or why it could not be asked) to `.status`, its
-//! conditions, and the Events a change deserves. No I/O here.
+//! conditions, and the Events a change deserves. No I/O here. What is common to every kind lives
+//! here; each kind maps its own backup fields ([`vbs`], [`cbr`]).
+
+pub mod cbr;
+pub mod vbs;
 
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-
-use crate::cloud::Backup;
-use crate::crd::VbsBackupStatus;
 
 pub const READY: &str = "Ready";
 pub const SYNCED: &str = "Synced";
@@ -35,9 +36,25 @@ pub fn truncate(text: &str, max: usize) -> String {
     format!("{}{ellipsis}", &text[..end])
 }
 
-/// Backup states the cloud moves out of by itself; polled at the fast interval.
-pub fn is_transitional(status: &str) -> bool {
-    matches!(status, "creating" | "restoring" | "deleting")
+/// A kind's `.status`: the backup fields it mirrors (mapped by the kind from the cloud's answer),
+/// `observedGeneration` and the conditions, which are the same for every kind.
+pub trait BackupStatus: Clone + PartialEq + Default + serde::Serialize + Send + Sync + 'static {
+    /// The backup's state as the cloud reports it.
+    fn backup_status(&self) -> Option<&str>;
+    /// Why the backup failed, where the cloud says.
+    fn fail_reason(&self) -> Option<&str> {
+        None
+    }
+    fn conditions(&self) -> &[Condition];
+    fn set_conditions(&mut self, conditions: Vec<Condition>);
+    fn set_observed_generation(&mut self, generation: Option<i64>);
+    /// Backup states the cloud moves out of by itself; polled at the fast interval.
+    fn is_transitional(state: &str) -> bool;
+}
+
+/// Backup states that mean the backup failed (`error`, `error_restoring`, ...).
+pub fn is_failed(state: &str) -> bool {
+    state.starts_with("error")
 }
 
 /// Why the last query did not produce a backup. The names are the `Synced` condition's reasons.
@@ -71,33 +88,39 @@ pub struct SyncFailure {
     pub message: String,
 }
 
-/// The result of one reconcile's attempt to learn the backup's state.
+/// The result of one reconcile's attempt to learn the backup's state: the kind's status fields
+/// as mapped from the cloud's answer (no conditions yet), or why there is none.
 #[derive(Debug, Clone, PartialEq)]
-pub enum SyncOutcome {
-    Observed(Box<Backup>),
+pub enum SyncOutcome<S> {
+    Observed(Box<S>),
     Failed(SyncFailure),
 }
 
-impl SyncOutcome {
-    pub fn observed(backup: Backup) -> Self {
-        SyncOutcome::Observed(Box::new(backup))
+impl<S: BackupStatus> SyncOutcome<S> {
+    pub fn observed(fields: S) -> Self {
+        SyncOutcome::Observed(Box::new(fields))
+    }
+
+    /// Whether the backup was seen in a state the cloud moves out of by itself.
+    pub fn is_transitional(&self) -> bool {
+        matches!(self, SyncOutcome::Observed(s) if s.backup_status().is_some_and(S::is_transitional))
     }
 }
 
 /// The status to write: backup fields from `outcome` (kept from `current` when the query failed,
 /// cleared when the backup no longer exists), and `Ready`/`Synced` conditions whose
 /// `lastTransitionTime` only moves when their status does.
-pub fn desired_status(
-    current: Option<&VbsBackupStatus>,
-    outcome: &SyncOutcome,
+pub fn desired_status<S: BackupStatus>(
+    current: Option<&S>,
+    outcome: &SyncOutcome<S>,
     generation: Option<i64>,
     now: Timestamp,
-) -> VbsBackupStatus {
+) -> S {
     let previous = current.cloned().unwrap_or_default();
     let (mut status, ready, synced) = match outcome {
-        SyncOutcome::Observed(backup) => {
-            let status = from_backup(backup);
-            let ready = ready_condition(status.backup_status.as_deref(), status.fail_reason.as_deref());
+        SyncOutcome::Observed(fields) => {
+            let status = S::clone(fields);
+            let ready = ready_condition(status.backup_status(), status.fail_reason());
             let synced = ConditionSpec::new(
                 SYNCED,
                 "True",
@@ -109,10 +132,10 @@ pub fn desired_status(
         SyncOutcome::Failed(f) if f.reason == FailureReason::BackupNotFound => {
             let ready = ConditionSpec::new(READY, "False", f.reason.as_str(), &f.message);
             let synced = ConditionSpec::new(SYNCED, "False", f.reason.as_str(), &f.message);
-            (VbsBackupStatus::default(), ready, synced)
+            (S::default(), ready, synced)
         }
         SyncOutcome::Failed(f) => {
-            let ready = match find(&previous.conditions, READY) {
+            let ready = match find(previous.conditions(), READY) {
                 Some(c) => ConditionSpec::new(READY, &c.status, &c.reason, &c.message),
                 None => ConditionSpec::new(
                     READY,
@@ -122,36 +145,39 @@ pub fn desired_status(
                 ),
             };
             let synced = ConditionSpec::new(SYNCED, "False", f.reason.as_str(), &f.message);
-            let mut kept = previous.clone();
-            kept.conditions.clear();
-            (kept, ready, synced)
+            (previous.clone(), ready, synced)
         }
     };
-    status.observed_generation = generation;
-    let progress = progress_conditions(outcome, status.backup_status.as_deref());
-    status.conditions = [ready, synced]
-        .into_iter()
-        .chain(progress)
-        .map(|c| c.into_condition(&previous.conditions, generation, now))
-        .collect();
+    status.set_observed_generation(generation);
+    let progress = progress_conditions(outcome, status.backup_status());
+    status.set_conditions(
+        [ready, synced]
+            .into_iter()
+            .chain(progress)
+            .map(|c| c.into_condition(previous.conditions(), generation, now))
+            .collect(),
+    );
     status
 }
 
 /// kstatus-style `Reconciling` and `Stalled` conditions, present only while True, so that Flux,
 /// Argo CD and `kstatus` see a creating backup as in progress and a failed one as failed.
-fn progress_conditions(outcome: &SyncOutcome, backup_status: Option<&str>) -> Option<ConditionSpec> {
+fn progress_conditions<S: BackupStatus>(
+    outcome: &SyncOutcome<S>,
+    backup_status: Option<&str>,
+) -> Option<ConditionSpec> {
     match outcome {
         SyncOutcome::Observed(_) => {
             let state = backup_status?;
             let message = format!("the backup is {state}");
-            if is_transitional(state) {
+            if S::is_transitional(state) {
                 Some(ConditionSpec::new(
                     RECONCILING,
                     "True",
                     &camel_case_reason(state),
                     &message,
                 ))
-            } else if state.starts_with("error") {
+            } else if is_failed(state) {
                 Some(ConditionSpec::new(
                     STALLED,
                     "True",
@@ -170,43 +196,14 @@ fn progress_conditions(outcome: &SyncOutcome, backup_status: Option<&str>) -> Op
     }
 }
 
-fn from_backup(b: &Backup) -> VbsBackupStatus {
-    let text = |v: &Option<String>| v.as_deref().map(|t| truncate(t, MAX_FIELD_BYTES));
-    let time = |v: &Option<String>| v.as_deref().and_then(rfc3339_utc);
-    VbsBackupStatus {
-        observed_generation: None,
-        backup_status: text(&b.status),
-        size: b.size,
-        fail_reason: text(&b.fail_reason),
-        has_dependent_backups: b.has_dependent_backups,
-        is_incremental: b.is_incremental,
-        volume_id: text(&b.volume_id),
-        snapshot_id: text(&b.snapshot_id),
-        container: text(&b.container),
-        object_count: b.object_count,
-        name: text(&b.name),
-        description: text(&b.description),
-        availability_zone: text(&b.availability_zone),
-        project_id: text(&b.project_id),
-        created_at: time(&b.created_at),
-        updated_at: time(&b.updated_at),
-        data_timestamp: time(&b.data_timestamp),
-        conditions: Vec::new(),
-    }
-}
-
-/// What in a cloud's answer was not what the API documents and was therefore left out of the
-/// status, for the log: `(field, what was wrong)`.
-pub fn anomalies(b: &Backup) -> Vec<(&'static str, &'static str)> {
-    [
-        ("created_at", &b.created_at),
-        ("updated_at", &b.updated_at),
-        ("data_timestamp", &b.data_timestamp),
-    ]
-    .into_iter()
-    .filter(|(_, v)| v.as_deref().is_some_and(|t| rfc3339_utc(t).is_none()))
-    .map(|(field, _)| (field, "not a timestamp in one of the API's formats; left out"))
-    .collect()
+/// Which of `times` hold something other than a timestamp in one of the API's formats (and are
+/// therefore left out of the status), for the log: `(field, what was wrong)`.
+pub fn odd_timestamps(times: &[(&'static str, &Option<String>)]) -> Vec<(&'static str, &'static str)> {
+    times
+        .iter()
+        .filter(|(_, v)| v.as_deref().is_some_and(|t| rfc3339_utc(t).is_none()))
+        .map(|(field, _)| (*field, "not a timestamp in one of the API's formats; left out"))
+        .collect()
 }
 
 fn ready_condition(backup_status: Option<&str>, fail_reason: Option<&str>) -> ConditionSpec {
@@ -319,19 +316,16 @@ pub struct Notice {
 /// Events for what changed between two statuses: backup state transitions (a Warning carrying
 /// `fail_reason` when the backup turns to an error state) and the sync breaking or recovering.
 /// Nothing for a status that did not change, so retries do not spam.
-pub fn notices(old: Option<&VbsBackupStatus>, new: &VbsBackupStatus) -> Vec<Notice> {
+pub fn notices<S: BackupStatus>(old: Option<&S>, new: &S) -> Vec<Notice> {
     let mut out = Vec::new();
-    let old_state = old.and_then(|o| o.backup_status.as_deref());
-    if let Some(state) = new.backup_status.as_deref().filter(|s| Some(*s) != old_state) {
+    let old_state = old.and_then(|o| o.backup_status());
+    if let Some(state) = new.backup_status().filter(|s| Some(*s) != old_state) {
         let change = match old_state {
             Some(prev) => format!("backup status changed from {prev} to {state}"),
             None => format!("backup status is {state}"),
         };
-        out.push(if state.starts_with("error") {
-            let why = new
-                .fail_reason
-                .as_deref()
-                .unwrap_or("the cloud gave no fail_reason");
+        out.push(if is_failed(state) {
+            let why = new.fail_reason().unwrap_or("the cloud gave no fail_reason");
             Notice {
                 warning: true,
                 reason: "BackupFailed".into(),
@@ -347,8 +341,8 @@ pub fn notices(old: Option<&VbsBackupStatus>, new: &VbsBackupStatus) -> Vec<Noti
             }
         });
     }
-    let old_synced = old.and_then(|o| find(&o.conditions, SYNCED));
-    if let Some(synced) = find(&new.conditions, SYNCED) {
+    let old_synced = old.and_then(|o| find(o.conditions(), SYNCED));
+    if let Some(synced) = find(new.conditions(), SYNCED) {
         let changed = old_synced.is_none_or(|o| o.status != synced.status || o.reason != synced.reason);
         if changed && synced.status == "False" {
             out.push(Notice {
@@ -373,6 +367,16 @@ pub fn notices(old: Option<&VbsBackupStatus>, new: &VbsBackupStatus) -> Vec<Noti
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cloud::Backup;
+    use crate::crd::VbsBackupStatus;
+
+    fn observed(b: Backup) -> SyncOutcome<VbsBackupStatus> {
+        SyncOutcome::observed(vbs::from_backup(&b))
+    }
+
+    fn failed(f: SyncFailure) -> SyncOutcome<VbsBackupStatus> {
+        SyncOutcome::Failed(f)
+    }
 
     fn reference_backup() -> Backup {
         Backup {
@@ -404,7 +408,7 @@ mod tests {
     #[test]
     fn reference_example_maps_to_status() {
         let now = t("2026-11-27T10:00:00Z");
-        let s = desired_status(None, &SyncOutcome::observed(reference_backup()), Some(3), now);
+        let s = desired_status(None, &observed(reference_backup()), Some(3), now);
         assert_eq!(s.backup_status.as_deref(), Some("error"));
         assert_eq!(s.size, Some(1));
         assert_eq!(s.created_at.as_deref(), Some("2013-06-27T08:48:03Z"));
@@ -431,12 +435,7 @@ mod tests {
             status: Some("available".into()),
             ..reference_backup()
         };
-        let s = desired_status(
-            None,
-            &SyncOutcome::observed(b),
-            Some(1),
-            t("2026-11-27T10:00:00Z"),
-        );
+        let s = desired_status(None, &observed(b), Some(1), t("2026-11-27T10:00:00Z"));
         assert_eq!(
             (cond(&s, READY).status.as_str(), cond(&s, READY).reason.as_str()),
             ("True", "Available")
@@ -451,8 +450,8 @@ mod tests {
             status: Some("creating".into()),
             ..reference_backup()
         };
-        let first = desired_status(None, &SyncOutcome::observed(creating.clone()), Some(1), t0);
-        let again = desired_status(Some(&first), &SyncOutcome::observed(creating), Some(1), t1);
+        let first = desired_status(None, &observed(creating.clone()), Some(1), t0);
+        let again = desired_status(Some(&first), &observed(creating), Some(1), t1);
         assert_eq!(
             first, again,
             "an unchanged backup yields an identical status (no write)"
@@ -461,7 +460,7 @@ mod tests {
             status: Some("available".into()),
             ..reference_backup()
         };
-        let later = desired_status(Some(&again), &SyncOutcome::observed(available), Some(1), t1);
+        let later = desired_status(Some(&again), &observed(available), Some(1), t1);
         assert_eq!(cond(&later, READY).last_transition_time, Time(t1));
         assert_eq!(
             cond(&later, SYNCED).last_transition_time,
@@ -473,17 +472,12 @@ mod tests {
     #[test]
     fn failed_query_keeps_last_known_backup_and_ready() {
         let t0 = t("2026-11-27T10:00:00Z");
-        let ok = desired_status(None, &SyncOutcome::observed(reference_backup()), Some(1), t0);
+        let ok = desired_status(None, &observed(reference_backup()), Some(1), t0);
         let failure = SyncFailure {
             reason: FailureReason::ApiError,
             message: "HTTP 503".into(),
         };
-        let s = desired_status(
-            Some(&ok),
-            &SyncOutcome::Failed(failure),
-            Some(1),
-            t("2026-11-27T10:01:00Z"),
-        );
+        let s = desired_status(Some(&ok), &failed(failure), Some(1), t("2026-11-27T10:01:00Z"));
         assert_eq!(s.backup_status.as_deref(), Some("error"));
         assert_eq!(s.fail_reason, ok.fail_reason);
         assert_eq!(cond(&s, READY), cond(&ok, READY));
@@ -504,12 +498,7 @@ mod tests {
             reason: FailureReason::SecretNotFound,
             message: "Secret team-a/vbs-cloud not found".into(),
         };
-        let s = desired_status(
-            None,
-            &SyncOutcome::Failed(failure),
-            Some(1),
-            t("2026-11-27T10:00:00Z"),
-        );
+        let s = desired_status(None, &failed(failure), Some(1), t("2026-11-27T10:00:00Z"));
         assert_eq!(s.backup_status, None);
         assert_eq!(
             (cond(&s, READY).status.as_str(), cond(&s, READY).reason.as_str()),
@@ -522,7 +511,7 @@ mod tests {
     fn not_found_clears_backup_fields() {
         let ok = desired_status(
             None,
-            &SyncOutcome::observed(reference_backup()),
+            &observed(reference_backup()),
             Some(1),
             t("2026-11-27T10:00:00Z"),
         );
@@ -530,12 +519,7 @@ mod tests {
             reason: FailureReason::BackupNotFound,
             message: "backup x does not exist".into(),
         };
-        let s = desired_status(
-            Some(&ok),
-            &SyncOutcome::Failed(gone),
-            Some(1),
-            t("2026-11-27T10:01:00Z"),
-        );
+        let s = desired_status(Some(&ok), &failed(gone), Some(1), t("2026-11-27T10:01:00Z"));
         assert_eq!(s.backup_status, None);
         assert_eq!(s.volume_id, None);
         assert_eq!(
@@ -553,7 +537,7 @@ mod tests {
                 status: Some(status.into()),
                 ..reference_backup()
             };
-            desired_status(None, &SyncOutcome::observed(b), Some(1), now)
+            desired_status(None, &observed(b), Some(1), now)
         };
         let types = |s: &VbsBackupStatus| s.conditions.iter().map(|c| c.type_.clone()).collect::<Vec<_>>();
         assert_eq!(types(&with("creating")), ["Ready", "Synced", "Reconciling"]);
@@ -561,7 +545,7 @@ mod tests {
         assert_eq!(types(&with("available")), ["Ready", "Synced"]);
         assert_eq!(types(&with("error_restoring")), ["Ready", "Synced", "Stalled"]);
         let fail = |reason| {
-            SyncOutcome::Failed(SyncFailure {
+            failed(SyncFailure {
                 reason,
                 message: "m".into(),
             })
@@ -622,12 +606,7 @@ mod tests {
             fail_reason: Some("é".repeat(3000)),
             ..reference_backup()
         };
-        let s = desired_status(
-            None,
-            &SyncOutcome::observed(odd.clone()),
-            Some(1),
-            t("2026-11-27T10:00:00Z"),
-        );
+        let s = desired_status(None, &observed(odd.clone()), Some(1), t("2026-11-27T10:00:00Z"));
         assert_eq!(
             (s.data_timestamp.as_deref(), s.updated_at.as_deref()),
             (None, None)
@@ -651,7 +630,7 @@ mod tests {
             assert!(n.note.len() <= MAX_NOTE_BYTES);
         }
         assert_eq!(
-            anomalies(&odd).iter().map(|(f, _)| *f).collect::<Vec<_>>(),
+            vbs::anomalies(&odd).iter().map(|(f, _)| *f).collect::<Vec<_>>(),
             ["updated_at", "data_timestamp"]
         );
     }
@@ -672,7 +651,7 @@ mod tests {
         let now = t("2026-11-27T10:00:00Z");
         let creating = desired_status(
             None,
-            &SyncOutcome::observed(Backup {
+            &observed(Backup {
                 status: Some("creating".into()),
                 ..reference_backup()
             }),
@@ -688,14 +667,9 @@ mod tests {
             }]
         );
         assert_eq!(notices(Some(&creating), &creating), vec![]);
-        let failed = desired_status(
-            Some(&creating),
-            &SyncOutcome::observed(reference_backup()),
-            Some(1),
-            now,
-        );
+        let failed_state = desired_status(Some(&creating), &observed(reference_backup()), Some(1), now);
         assert_eq!(
-            notices(Some(&creating), &failed),
+            notices(Some(&creating), &failed_state),
             vec![Notice {
                 warning: true,
                 reason: "BackupFailed".into(),
@@ -703,8 +677,8 @@ mod tests {
             }]
         );
         let broken = desired_status(
-            Some(&failed),
-            &SyncOutcome::Failed(SyncFailure {
+            Some(&failed_state),
+            &failed(SyncFailure {
                 reason: FailureReason::ApiError,
                 message: "HTTP 503".into(),
             }),
@@ -712,7 +686,7 @@ mod tests {
             now,
         );
         assert_eq!(
-            notices(Some(&failed), &broken),
+            notices(Some(&failed_state), &broken),
             vec![Notice {
                 warning: true,
                 reason: "ApiError".into(),
@@ -720,12 +694,7 @@ mod tests {
             }]
         );
         assert_eq!(notices(Some(&broken), &broken), vec![]);
-        let healed = desired_status(
-            Some(&broken),
-            &SyncOutcome::observed(reference_backup()),
-            Some(1),
-            now,
-        );
+        let healed = desired_status(Some(&broken), &observed(reference_backup()), Some(1), now);
         assert_eq!(notices(Some(&broken), &healed)[0].reason, "SyncRecovered");
     }
 }
