@@ -1,9 +1,10 @@
 //! The fleet benchmark: N VbsBackups across 100 namespaces and 10 credential sets, against the
 //! real kube-apiserver of KUBECONFIG and the simulator (20 ms per call), with the operator's
-//! release binary in `batch` and `single` refresh mode side by side. Prints one Markdown table.
-//! Run it with `hack/bench.sh` (which starts etcd + kube-apiserver); never a timed test.
+//! release binary in `batch` and `single` refresh mode side by side, and N CbrBackups in `batch`
+//! mode (`cbr-batch`). Prints one Markdown table. Run it with `hack/bench.sh` (which starts etcd +
+//! kube-apiserver); never a timed test.
 //!
-//!   VBS_BENCH_SIZES=1000,10000 VBS_BENCH_STEADY_SECS=300 [VBS_BENCH_MODES=batch|single] cargo bench --bench fleet
+//!   VBS_BENCH_SIZES=1000,10000 VBS_BENCH_STEADY_SECS=300 [VBS_BENCH_MODES=batch,single,cbr-batch] cargo bench --bench fleet
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -19,7 +20,9 @@ use kube::{Client, CustomResourceExt};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
-use vbs_operator::crd::{CloudRef, VbsBackup, VbsBackupSpec};
+use vbs_operator::crd::{BackupSpec, CbrBackup, CloudRef, VbsBackup};
+use vbs_operator::kind::BackupKind;
+use vbs_operator::status::BackupStatus;
 
 const NAMESPACES: usize = 100;
 const CREDENTIAL_SETS: usize = 10;
@@ -47,6 +50,21 @@ struct Run {
 }
 
 impl Run {
+    fn cbr(&self) -> bool {
+        self.mode == "cbr-batch"
+    }
+    /// The operator's `--refresh` for this run.
+    fn refresh(&self) -> &'static str {
+        if self.mode == "single" { "single" } else { "batch" }
+    }
+    /// The simulator's call counters of this run's service.
+    fn calls(&self) -> [&'static str; 3] {
+        if self.cbr() {
+            ["cbr_list", "cbr_show", "auth"]
+        } else {
+            ["list", "show", "auth"]
+        }
+    }
     fn label(&self) -> String {
         format!("n{}-{}", self.n, self.mode)
     }
@@ -57,9 +75,13 @@ impl Run {
     fn set_of(&self, j: usize) -> usize {
         (j % NAMESPACES) % CREDENTIAL_SETS
     }
-    /// One backup in a hundred is transitional (`creating`).
+    /// One backup in a hundred is transitional (`creating`; CBR's `protecting`).
     fn initial_status(&self, j: usize) -> &'static str {
-        if j % 100 == 7 { "creating" } else { "available" }
+        match (j % 100 == 7, self.cbr()) {
+            (true, false) => "creating",
+            (true, true) => "protecting",
+            (false, _) => "available",
+        }
     }
 }
 
@@ -75,19 +97,32 @@ impl Sim {
         let users: Vec<Value> = (0..CREDENTIAL_SETS)
             .map(|s| json!({"name": format!("u{s}"), "password": format!("pw-{s}"), "domain": DOMAIN, "project_id": project(s)}))
             .collect();
-        let mut backups = Vec::new();
+        let (mut backups, mut cbr_backups) = (Vec::new(), Vec::new());
         for run in runs {
             for j in 0..run.n {
-                backups.push(
-                    json!({"id": backup_id(run.index, j), "project_id": project(run.set_of(j)),
-                    "status": run.initial_status(j), "size": 10, "created_at": "2026-11-01T10:00:00.000000"}),
+                let (id, project, status) = (
+                    backup_id(run.index, j),
+                    project(run.set_of(j)),
+                    run.initial_status(j),
                 );
+                if run.cbr() {
+                    cbr_backups.push(
+                        json!({"id": id, "project_id": project, "status": status, "resource_size": 10,
+                        "created_at": "2026-11-01T10:00:00.000+00:00"}),
+                    );
+                } else {
+                    backups.push(
+                        json!({"id": id, "project_id": project, "status": status, "size": 10,
+                        "created_at": "2026-11-01T10:00:00.000000"}),
+                    );
+                }
             }
         }
         let seed = dir.join("seed.json");
         std::fs::write(
             &seed,
-            json!({"region": "eu-de", "users": users, "backups": backups}).to_string(),
+            json!({"region": "eu-de", "users": users, "backups": backups, "cbr_backups": cbr_backups})
+                .to_string(),
         )?;
         let mut child = Command::new(env!("CARGO_BIN_EXE_vbs-sim"))
             .args(["--listen", "127.0.0.1:0", "--seed"])
@@ -133,9 +168,10 @@ impl Sim {
             .unwrap_or_default())
     }
 
-    async fn set_status(&self, project: &str, id: &str, status: &str) -> Result<(), Error> {
+    async fn set_status(&self, run: &Run, project: &str, id: &str, status: &str) -> Result<(), Error> {
+        let kind = if run.cbr() { "cbr-backups" } else { "backups" };
         self.http
-            .patch(format!("{}/sim/projects/{project}/backups/{id}", self.url))
+            .patch(format!("{}/sim/projects/{project}/{kind}/{id}", self.url))
             .json(&json!({"status": status}))
             .send()
             .await?
@@ -197,22 +233,32 @@ async fn create_fleet(client: &Client, sim: &Sim, run: &Run) -> Result<Duration,
                 backup_id(run.index, j),
                 run.label(),
             );
+            let cbr = run.cbr();
             async move {
-                let mut obj = VbsBackup::new(
-                    &format!("b{j:05}"),
-                    VbsBackupSpec::from(vbs_operator::crd::BackupSpec {
-                        backup_id: id,
-                        cloud_ref: CloudRef {
-                            secret_name: "cloud".into(),
-                            cloud: None,
-                        },
-                        poll_interval: None,
-                    }),
-                );
-                obj.metadata.labels = Some([("bench-run".to_string(), label)].into());
-                Api::<VbsBackup>::namespaced(client, &ns)
-                    .create(&PostParams::default(), &obj)
-                    .await?;
+                let name = format!("b{j:05}");
+                let spec = BackupSpec {
+                    backup_id: id,
+                    cloud_ref: CloudRef {
+                        secret_name: "cloud".into(),
+                        cloud: None,
+                    },
+                    poll_interval: None,
+                };
+                let labels = Some([("bench-run".to_string(), label)].into());
+                let params = PostParams::default();
+                if cbr {
+                    let mut obj = CbrBackup::new(&name, spec.into());
+                    obj.metadata.labels = labels;
+                    Api::<CbrBackup>::namespaced(client, &ns)
+                        .create(&params, &obj)
+                        .await?;
+                } else {
+                    let mut obj = VbsBackup::new(&name, spec.into());
+                    obj.metadata.labels = labels;
+                    Api::<VbsBackup>::namespaced(client, &ns)
+                        .create(&params, &obj)
+                        .await?;
+                }
                 Ok::<_, Error>(())
             }
         })
@@ -231,8 +277,16 @@ struct Seen {
 }
 
 fn watch_fleet(client: &Client, run: &Run) -> Arc<Mutex<Seen>> {
+    if run.cbr() {
+        watch_fleet_of::<CbrBackup>(client, run)
+    } else {
+        watch_fleet_of::<VbsBackup>(client, run)
+    }
+}
+
+fn watch_fleet_of<K: BackupKind>(client: &Client, run: &Run) -> Arc<Mutex<Seen>> {
     let seen = Arc::new(Mutex::new(Seen::default()));
-    let api: Api<VbsBackup> = Api::all(client.clone());
+    let api: Api<K> = Api::all(client.clone());
     let config = watcher::Config::default().labels(&format!("bench-run={}", run.label()));
     let record = seen.clone();
     tokio::spawn(async move {
@@ -240,13 +294,13 @@ fn watch_fleet(client: &Client, run: &Run) -> Arc<Mutex<Seen>> {
         while let Some(Ok(obj)) = events.next().await {
             let key = format!(
                 "{}/{}",
-                obj.metadata.namespace.clone().unwrap_or_default(),
-                obj.metadata.name.clone().unwrap_or_default()
+                obj.meta().namespace.clone().unwrap_or_default(),
+                obj.meta().name.clone().unwrap_or_default()
             );
-            let status = obj.status.as_ref();
-            let state = status.and_then(|s| s.backup_status.clone());
+            let status = obj.current_status();
+            let state = status.and_then(|s| s.backup_status().map(str::to_string));
             let synced = status.is_some_and(|s| {
-                s.conditions
+                s.conditions()
                     .iter()
                     .any(|c| c.type_ == "Synced" && c.status == "True")
             });
@@ -291,8 +345,10 @@ impl Operator {
                 FAST_POLL,
             ])
             .args([
+                "--kinds",
+                if run.cbr() { "cbrbackup" } else { "vbsbackup" },
                 "--refresh",
-                run.mode,
+                run.refresh(),
                 "--selector",
                 &format!("bench-run={}", run.label()),
             ])
@@ -375,14 +431,14 @@ async fn change_to_status(
     spread: Duration,
 ) -> Result<Vec<f64>, Error> {
     let picks: Vec<usize> = (0..run.n)
-        .filter(|j| (run.initial_status(*j) == "creating") == transitional)
+        .filter(|j| (run.initial_status(*j) != "available") == transitional)
         .take(PROBES)
         .collect();
     let to = if transitional { "available" } else { "error" };
     let mut changed = Vec::new();
     for (k, j) in picks.iter().enumerate() {
         tokio::time::sleep(spread / PROBES as u32).await;
-        sim.set_status(&project(run.set_of(*j)), &backup_id(run.index, *j), to)
+        sim.set_status(run, &project(run.set_of(*j)), &backup_id(run.index, *j), to)
             .await?;
         changed.push((k, *j, Instant::now()));
     }
@@ -414,12 +470,18 @@ async fn change_to_status(
 /// The API server's own limit: N status patches of this run's objects from a minimal client, at
 /// the best of a few concurrencies. Returns (seconds, concurrency).
 async fn raw_patch_limit(client: &Client, run: &Run) -> Result<(f64, usize), Error> {
+    let resource = if run.cbr() {
+        kube::api::ApiResource::erase::<CbrBackup>(&())
+    } else {
+        kube::api::ApiResource::erase::<VbsBackup>(&())
+    };
     let mut best = (f64::MAX, 0);
     for (round, concurrency) in [16usize, 32, 64].into_iter().enumerate() {
         let started = Instant::now();
         futures::stream::iter(0..run.n)
             .map(|j| {
-                let api: Api<VbsBackup> = Api::namespaced(client.clone(), &run.namespace(j % NAMESPACES));
+                let api: Api<kube::api::DynamicObject> =
+                    Api::namespaced_with(client.clone(), &run.namespace(j % NAMESPACES), &resource);
                 async move {
                     let patch = json!({"status": {"name": format!("raw-{round}")}});
                     api.patch_status(
@@ -460,14 +522,18 @@ async fn main() -> Result<(), Error> {
     let crds: Api<
         k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
     > = Api::all(client.clone());
-    if let Err(e) = crds.create(&PostParams::default(), &VbsBackup::crd()).await {
-        eprintln!("bench: CRD: {e} (continuing)");
+    for crd in [VbsBackup::crd(), CbrBackup::crd()] {
+        if let Err(e) = crds.create(&PostParams::default(), &crd).await {
+            eprintln!("bench: CRD: {e} (continuing)");
+        }
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let modes: Vec<&'static str> = match std::env::var("VBS_BENCH_MODES").as_deref() {
-        Ok("batch") => vec!["batch"],
-        Ok("single") => vec!["single"],
-        _ => vec!["batch", "single"],
+    let modes: Vec<&'static str> = match std::env::var("VBS_BENCH_MODES") {
+        Ok(list) => ["batch", "single", "cbr-batch"]
+            .into_iter()
+            .filter(|m| list.split(',').any(|w| w.trim() == *m))
+            .collect(),
+        Err(_) => vec!["batch", "single", "cbr-batch"],
     };
     let mut runs = Vec::new();
     for &n in &sizes {
@@ -492,9 +558,10 @@ async fn main() -> Result<(), Error> {
     for run in &runs {
         let created = create_fleet(&client, &sim, run).await?;
         eprintln!(
-            "bench: {}: created {} VbsBackups in {:.1}s",
+            "bench: {}: created {} {} in {:.1}s",
             run.label(),
             run.n,
+            if run.cbr() { "CbrBackups" } else { "VbsBackups" },
             created.as_secs_f64()
         );
         let seen = watch_fleet(&client, run);
@@ -510,12 +577,8 @@ async fn main() -> Result<(), Error> {
         .await?;
         let after = sim.calls().await?;
         let delta = |k: &str| after.get(k).copied().unwrap_or(0) - before.get(k).copied().unwrap_or(0);
-        let refresh_calls = format!(
-            "{} list, {} show, {} auth",
-            delta("list"),
-            delta("show"),
-            delta("auth")
-        );
+        let [list, show, auth] = run.calls();
+        let refresh_calls = format!("{} list, {} show, {} auth", delta(list), delta(show), delta(auth));
         eprintln!(
             "bench: {}: all Synced in {:.1}s ({refresh_calls})",
             run.label(),
@@ -539,7 +602,8 @@ async fn main() -> Result<(), Error> {
         let writes = operator.metric("vbs_status_writes_total").await - writes0 - (2 * PROBES) as f64;
         let reads = operator.metric("vbs_secret_reads_total").await - reads0;
         let calls1 = sim.calls().await?;
-        let steady_calls: u64 = ["list", "show", "auth"]
+        let steady_calls: u64 = run
+            .calls()
             .iter()
             .map(|k| calls1.get(*k).copied().unwrap_or(0) - calls0.get(*k).copied().unwrap_or(0))
             .sum();

@@ -177,6 +177,21 @@ async fn the_chart_pod_runs_hardened_and_keeps_vbsbackups_true() {
         .patch_backup(REFERENCE_ID, json!({"status": "available"}))
         .await;
     t.env.wait_status("web", "Ready=True", ready).await;
+    // A CbrBackup beside it, from the same pod, Secret and token.
+    let server = "6df2b54c-dd62-4059-a07c-1b8f24f2725d";
+    t.env
+        .sim
+        .put_cbr_backup(
+            server,
+            json!({"status": "available", "resource_type": "OS::Nova::Server"}),
+        )
+        .await;
+    t.env.create_cbr_backup("server", server, "pw").await;
+    t.env
+        .wait_cbr_status("server", "CbrBackup Ready=True", |s| {
+            is(s, "Ready", ("True", "Available"))
+        })
+        .await;
 
     let pods = t.ready_pods().await;
     assert_eq!(pods.len(), 1, "{pods:?}");
@@ -230,14 +245,20 @@ async fn the_chart_pod_runs_hardened_and_keeps_vbsbackups_true() {
     }
     let update = lines
         .iter()
-        .find(|l| l["message"] == "status updated")
+        .find(|l| l["message"] == "status updated" && l["span"]["kind"] == "VbsBackup")
         .unwrap_or_else(|| panic!("no status update logged:\n{logs}"));
     assert_eq!(update["span"]["resource"], "web", "{update}");
+    assert!(
+        lines.iter().any(|l| l["message"] == "status updated"
+            && l["span"]["kind"] == "CbrBackup"
+            && l["span"]["resource"] == "server"),
+        "no CbrBackup status update logged:\n{logs}"
+    );
     assert_eq!(update["span"]["namespace"], t.env.ns.as_str());
     assert_eq!(update["span"]["backup_id"], REFERENCE_ID);
     report(
         "node: the chart's pod",
-        "Ready; uid 65532, no capabilities, seccomp, read-only root, no default route; VbsBackup true through the in-cluster config; JSON logs",
+        "Ready; uid 65532, no capabilities, seccomp, read-only root, no default route; a VbsBackup and a CbrBackup true through the in-cluster config; JSON logs",
     );
 }
 
@@ -448,14 +469,18 @@ async fn helm_uninstall_leaves_only_the_crd() {
         !sa_tokens.contains(&t.fullname()),
         "the ServiceAccount's token Secret is left: {sa_tokens}"
     );
-    run_tool("kubectl", &["get", "crd", "vbsbackups.vbs.io"]).expect("the CRD stays");
+    run_tool(
+        "kubectl",
+        &["get", "crd", "vbsbackups.vbs.io", "cbrbackups.vbs.io"],
+    )
+    .expect("the CRDs stay");
     assert!(
         t.env.backup_in(&t.env.ns, "kept").await.status.is_some(),
         "VbsBackups stay"
     );
     report(
         "node: helm uninstall",
-        "nothing of the release is left but the CRD (and the VbsBackups)",
+        "nothing of the release is left but the CRDs (and the VbsBackups)",
     );
 }
 
