@@ -28,6 +28,8 @@ pub trait BackupKind:
     type Service: BackupService;
     type Status: BackupStatus + std::fmt::Debug;
 
+    /// The kind's name, as in `kind: VbsBackup`: for metrics labels, logs and errors.
+    const KIND: &'static str;
     /// Lower-case plural, as in `kubectl get vbsbackups`: for logs and watch errors.
     const PLURAL: &'static str;
 
@@ -42,6 +44,7 @@ pub trait BackupKind:
 impl BackupKind for VbsBackup {
     type Service = Vbs;
     type Status = VbsBackupStatus;
+    const KIND: &'static str = "VbsBackup";
     const PLURAL: &'static str = "vbsbackups";
 
     fn backup_spec(&self) -> &BackupSpec {
@@ -64,6 +67,7 @@ impl BackupKind for VbsBackup {
 impl BackupKind for CbrBackup {
     type Service = Cbr;
     type Status = CbrBackupStatus;
+    const KIND: &'static str = "CbrBackup";
     const PLURAL: &'static str = "cbrbackups";
 
     fn backup_spec(&self) -> &BackupSpec {
@@ -80,5 +84,21 @@ impl BackupKind for CbrBackup {
 
     fn anomalies(backup: &CloudBackup<Self>) -> Vec<(&'static str, &'static str)> {
         status::cbr::anomalies(backup)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_match_the_crds() {
+        fn check<K: BackupKind>() {
+            let crd = K::crd();
+            assert_eq!(crd.spec.names.kind, K::KIND);
+            assert_eq!(crd.spec.names.plural, K::PLURAL);
+        }
+        check::<VbsBackup>();
+        check::<CbrBackup>();
     }
 }

@@ -142,7 +142,7 @@ impl<K: BackupKind> Census for Store<K> {
         self.state()
             .iter()
             .map(|obj| WatchedObject {
-                kind: kind_name::<K>(),
+                kind: K::KIND,
                 namespace: obj.namespace().unwrap_or_default(),
                 name: obj.name_any(),
                 backup_status: obj
@@ -151,15 +151,6 @@ impl<K: BackupKind> Census for Store<K> {
                     .map(str::to_string),
             })
             .collect()
-    }
-}
-
-/// `VbsBackup` or `CbrBackup`.
-pub fn kind_name<K: BackupKind>() -> &'static str {
-    // `Resource::kind` of a derived custom resource is a `&'static str` borrowed as a Cow.
-    match K::kind(&()) {
-        std::borrow::Cow::Borrowed(name) => name,
-        std::borrow::Cow::Owned(_) => K::PLURAL,
     }
 }
 

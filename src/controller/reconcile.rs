@@ -14,9 +14,9 @@ use kube::{Api, ResourceExt};
 use serde_json::json;
 use tracing::{error, info, instrument, warn};
 
+use super::KindContext;
 use super::requeue::{Observation, parse_duration};
 use super::secrets::ProfileError;
-use super::{KindContext, kind_name};
 use crate::cloud::CloudError;
 use crate::kind::BackupKind;
 use crate::status::{self, BackupStatus, FailureReason, SyncFailure, SyncOutcome};
@@ -47,7 +47,7 @@ pub enum Error {
     Panicked { message: String },
 }
 
-#[instrument(skip_all, fields(kind = kind_name::<K>(), namespace = obj.namespace(), resource = obj.name_any(), backup_id = obj.backup_spec().backup_id))]
+#[instrument(skip_all, fields(kind = K::KIND, namespace = obj.namespace(), resource = obj.name_any(), backup_id = obj.backup_spec().backup_id))]
 pub async fn reconcile<K: BackupKind>(obj: Arc<K>, ctx: Arc<KindContext<K>>) -> Result<Action, Error> {
     let started = std::time::Instant::now();
     let kind = metrics_kind::<K>();
@@ -65,9 +65,7 @@ pub async fn reconcile<K: BackupKind>(obj: Arc<K>, ctx: Arc<KindContext<K>>) -> 
 }
 
 fn metrics_kind<K: BackupKind>() -> crate::metrics::KindLabels {
-    crate::metrics::KindLabels {
-        kind: kind_name::<K>(),
-    }
+    crate::metrics::KindLabels { kind: K::KIND }
 }
 
 /// Runs one reconcile so that a panic in it becomes [`Error::Panicked`] instead of unwinding into
@@ -95,7 +93,7 @@ where
 async fn reconcile_inner<K: BackupKind>(obj: &K, ctx: &KindContext<K>) -> Result<Action, Error> {
     let namespace = obj.namespace().unwrap_or_default();
     let name = obj.name_any();
-    let kind = kind_name::<K>();
+    let kind = K::KIND;
     let metrics = &ctx.shared.metrics;
     let (outcome, retry_after, list_age) = observe(obj, &namespace, ctx).await?;
     match &outcome {
@@ -143,14 +141,14 @@ async fn write_status<K: BackupKind>(
     desired: &K::Status,
     ctx: &KindContext<K>,
 ) -> Result<(), Error> {
-    let ctx_shared = &ctx.shared;
-    let api: Api<K> = Api::namespaced(ctx_shared.client.clone(), namespace);
+    let shared = &ctx.shared;
+    let api: Api<K> = Api::namespaced(shared.client.clone(), namespace);
     let patch = json!({
         "apiVersion": K::api_version(&()),
         "kind": K::kind(&()),
         "status": desired,
     });
-    let _slot = ctx_shared.kube_slots.acquire().await.ok();
+    let _slot = shared.kube_slots.acquire().await.ok();
     api.patch_status(
         name,
         &PatchParams::apply(FIELD_MANAGER).force(),
@@ -158,12 +156,12 @@ async fn write_status<K: BackupKind>(
     )
     .await
     .map_err(|source| Error::PatchStatus {
-        kind: kind_name::<K>(),
+        kind: K::KIND,
         namespace: namespace.to_string(),
         name: name.to_string(),
         source,
     })?;
-    ctx_shared
+    shared
         .metrics
         .status_writes
         .get_or_create(&metrics_kind::<K>())
