@@ -9,7 +9,6 @@
 //! makes its single GET. A backup missing from a list gets a single GET too (it may be gone, or in
 //! another project), so its answer is always the API's own. One `Batcher` serves one service.
 
-use std::collections::HashMap;
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -76,14 +75,41 @@ impl<B> Default for Group<B> {
 
 struct Listing<B> {
     at: Instant,
-    /// By lower-case ID.
-    backups: HashMap<String, B>,
+    /// Sorted by ID, compared case-insensitively ([`cmp_ids`]). A sorted Vec rather than a map
+    /// keyed by lower-case ID: a group's list holds every backup of its project (thousands), and a
+    /// map's spare buckets (up to half its table, each the size of a whole backup), its key copies
+    /// and its growth while being built cost 9 MiB more peak RSS than this Vec with 10 groups of
+    /// 1,000 backups (the fleet benchmark at N = 10,000).
+    backups: Vec<B>,
 }
 
 impl<B> Listing<B> {
+    fn new<S: BackupService<Backup = B>>(mut backups: Vec<B>) -> Self {
+        backups.sort_unstable_by(|a, b| cmp_ids(S::id(a), S::id(b)));
+        backups.shrink_to_fit();
+        Listing {
+            at: Instant::now(),
+            backups,
+        }
+    }
+
     fn fresh(&self, max_age: Duration, now: Instant) -> bool {
         now.saturating_duration_since(self.at) <= max_age
     }
+
+    fn get<S: BackupService<Backup = B>>(&self, id: &str) -> Option<&B> {
+        self.backups
+            .binary_search_by(|b| cmp_ids(S::id(b), id))
+            .ok()
+            .and_then(|i| self.backups.get(i))
+    }
+}
+
+/// Orders backup IDs as their lower-case forms would be ordered (IDs are matched in any case).
+fn cmp_ids(a: &str, b: &str) -> std::cmp::Ordering {
+    a.bytes()
+        .map(|c| c.to_ascii_lowercase())
+        .cmp(b.bytes().map(|c| c.to_ascii_lowercase()))
 }
 
 /// What the group's last list says about one backup.
@@ -118,8 +144,7 @@ impl<S: BackupService> Batcher<S> {
         max_age: Duration,
     ) -> Result<Fetched<S::Backup>, CloudError> {
         let group = self.group(cloud);
-        let key = id.to_ascii_lowercase();
-        let hit = lookup(&*group.listing.lock().await, &key, max_age);
+        let hit = lookup::<S>(&*group.listing.lock().await, id, max_age);
         if let Some(hit) = hit {
             return self.serve(cloud, id, hit).await;
         }
@@ -127,7 +152,7 @@ impl<S: BackupService> Batcher<S> {
         tokio::time::sleep(self.options.coalesce_window).await;
         let mut listing = group.listing.lock().await;
         // Another read may have listed while this one waited.
-        if let Some(hit) = lookup(&listing, &key, max_age) {
+        if let Some(hit) = lookup::<S>(&listing, id, max_age) {
             group.waiting.fetch_sub(1, Ordering::AcqRel);
             drop(listing);
             return self.serve(cloud, id, hit).await;
@@ -145,14 +170,8 @@ impl<S: BackupService> Batcher<S> {
         let result = self.client.list::<S>(cloud, self.options.page_size).await;
         group.waiting.fetch_sub(1, Ordering::AcqRel);
         let backups = result?;
-        *listing = Some(Listing {
-            at: Instant::now(),
-            backups: backups
-                .into_iter()
-                .map(|b| (S::id(&b).to_ascii_lowercase(), b))
-                .collect(),
-        });
-        let hit = lookup(&listing, &key, Duration::MAX).unwrap_or(Hit::Missing);
+        *listing = Some(Listing::new::<S>(backups));
+        let hit = lookup::<S>(&listing, id, Duration::MAX).unwrap_or(Hit::Missing);
         drop(listing);
         self.serve(cloud, id, hit).await
     }
@@ -178,13 +197,56 @@ impl<S: BackupService> Batcher<S> {
     }
 }
 
-fn lookup<B: Clone>(listing: &Option<Listing<B>>, key: &str, max_age: Duration) -> Option<Hit<B>> {
+fn lookup<S: BackupService>(
+    listing: &Option<Listing<S::Backup>>,
+    id: &str,
+    max_age: Duration,
+) -> Option<Hit<S::Backup>> {
     let listing = listing.as_ref().filter(|l| l.fresh(max_age, Instant::now()))?;
-    Some(match listing.backups.get(key) {
+    Some(match listing.get::<S>(id) {
         Some(backup) => Hit::Found(Box::new(Fetched {
             backup: backup.clone(),
             listed_at: Some(listing.at),
         })),
         None => Hit::Missing,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cloud::{Backup, Vbs};
+
+    fn backup(id: &str) -> Backup {
+        Backup {
+            id: id.into(),
+            ..Backup::default()
+        }
+    }
+
+    #[test]
+    fn a_listing_finds_ids_in_any_case() {
+        let ids = [
+            "b0000000-0000-4000-8000-000000000002",
+            "A0000000-0000-4000-8000-000000000001",
+            "c0000000-0000-4000-8000-00000000000F",
+        ];
+        let listing = Listing::new::<Vbs>(ids.iter().map(|id| backup(id)).collect());
+        for id in ids {
+            let found = listing
+                .get::<Vbs>(&id.to_ascii_lowercase())
+                .map(|b| b.id.as_str());
+            assert_eq!(found, Some(id));
+            let found = listing
+                .get::<Vbs>(&id.to_ascii_uppercase())
+                .map(|b| b.id.as_str());
+            assert_eq!(found, Some(id));
+        }
+        assert!(
+            listing
+                .get::<Vbs>("d0000000-0000-4000-8000-000000000000")
+                .is_none()
+        );
+        assert!(listing.get::<Vbs>("").is_none());
+    }
 }

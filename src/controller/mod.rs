@@ -35,6 +35,8 @@ pub use secrets::{CLOUDS_YAML_KEY, Secrets};
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// Entries of the generation filter not refreshed for this long are dropped (memory hygiene).
 const GENERATION_FILTER_TTL: Duration = Duration::from_secs(24 * 3600);
+/// Events a kube [`Recorder`] publishes before [`EventRecorder`] replaces it with a fresh one.
+const EVENTS_PER_RECORDER: usize = 1024;
 
 /// How the controller runs.
 #[derive(Debug, Clone)]
@@ -82,7 +84,7 @@ pub enum Refresh {
 pub struct Context {
     pub client: Client,
     pub cloud: Arc<VbsClient>,
-    pub recorder: Recorder,
+    pub recorder: EventRecorder,
     pub poll: PollPolicy,
     pub metrics: Arc<Metrics>,
     pub secrets: Arc<Secrets>,
@@ -103,7 +105,7 @@ impl Context {
             instance: settings.instance.clone(),
         };
         Context {
-            recorder: Recorder::new(client.clone(), reporter),
+            recorder: EventRecorder::new(client.clone(), reporter),
             client,
             cloud: cloud.clone(),
             poll: settings.poll.clone(),
@@ -114,6 +116,44 @@ impl Context {
             kube_slots: Semaphore::new(settings.kube_concurrency.max(1)),
             max_reconciles: settings.max_reconciles.max(1),
         }
+    }
+}
+
+/// Hands out kube's [`Recorder`], replaced by a fresh one every [`EVENTS_PER_RECORDER`] Events.
+///
+/// A Recorder remembers every Event it published for six minutes (so that a repeat becomes a
+/// series count on the first Event), and each publish scans that whole memory. A fleet starting up
+/// publishes one Event per resource ("backup status is available"): at 10,000 VbsBackups a single
+/// Recorder's memory was the largest thing in the process (about 20 MiB of peak RSS; 34 MiB of
+/// heap while its table grew), and each of those publishes scanned all of it. A fresh Recorder
+/// every 1,024 Events bounds both, as client-go's event correlator bounds its own (an LRU of 4,096
+/// entries); a repeat that straddles a replacement becomes a new Event instead of a series count.
+pub struct EventRecorder {
+    client: Client,
+    reporter: Reporter,
+    /// The current Recorder and how many Events it was handed out for.
+    current: Mutex<(Recorder, usize)>,
+}
+
+impl EventRecorder {
+    pub fn new(client: Client, reporter: Reporter) -> Self {
+        let recorder = Recorder::new(client.clone(), reporter.clone());
+        EventRecorder {
+            client,
+            reporter,
+            current: Mutex::new((recorder, 0)),
+        }
+    }
+
+    /// The Recorder to publish one Event with. (A clone shares its memory of Events; the one
+    /// replaced is dropped when its last publish in flight is done.)
+    pub fn for_one_event(&self) -> Recorder {
+        let mut current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
+        if current.1 >= EVENTS_PER_RECORDER {
+            *current = (Recorder::new(self.client.clone(), self.reporter.clone()), 0);
+        }
+        current.1 += 1;
+        current.0.clone()
     }
 }
 
@@ -390,12 +430,16 @@ impl Scope {
         let (store, writer) = reflector::store();
         let mut synced = Some(synced);
         let objects = logged(K::PLURAL, relisting_watcher(self.api::<K>(), watcher_config))
-            // The cache keeps what the operator reads: not managedFields, not kubectl's copy of
-            // the last-applied manifest (together often larger than the object itself).
+            // The cache keeps what the operator reads: not managedFields, not labels and
+            // annotations (kubectl's copy of the last-applied manifest among them). The label
+            // selector is applied by the API server, and nothing reads either from the cache;
+            // each object's maps cost more than half a KiB even with one short label (4 MiB at
+            // 10,000 VbsBackups).
             .modify(|obj: &mut K| {
-                obj.managed_fields_mut().clear();
-                obj.annotations_mut()
-                    .remove("kubectl.kubernetes.io/last-applied-configuration");
+                let meta = obj.meta_mut();
+                meta.managed_fields = None;
+                meta.labels = None;
+                meta.annotations = None;
             })
             .reflect(writer)
             .inspect(move |event| {
@@ -445,5 +489,33 @@ impl Scope {
             _ = running => {}
             _ = grace_deadline => tracing::warn!(kind = K::PLURAL, "controller did not stop within {SHUTDOWN_GRACE:?}; stopping it"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::{Request, Response};
+    use kube::client::Body;
+
+    #[tokio::test]
+    async fn the_event_recorder_is_renewed_after_a_bounded_number_of_events() {
+        let (service, _handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let reporter = Reporter {
+            controller: "vbs-operator".into(),
+            instance: None,
+        };
+        let recorder = EventRecorder::new(Client::new(service, "default"), reporter);
+        let handed_out = |r: &EventRecorder| r.current.lock().map(|c| c.1).unwrap_or_default();
+        for _ in 0..EVENTS_PER_RECORDER {
+            recorder.for_one_event();
+        }
+        assert_eq!(handed_out(&recorder), EVENTS_PER_RECORDER);
+        recorder.for_one_event();
+        assert_eq!(
+            handed_out(&recorder),
+            1,
+            "a fresh Recorder (with an empty memory) took over"
+        );
     }
 }

@@ -322,7 +322,7 @@ async fn publish_notices<K: BackupKind>(
             secondary: None,
         };
         let _slot = ctx.kube_slots.acquire().await.ok();
-        match ctx.recorder.publish(&event, &reference).await {
+        match ctx.recorder.for_one_event().publish(&event, &reference).await {
             Ok(()) => {
                 ctx.metrics.events.get_or_create(&metrics_kind::<K>()).inc();
             }
