@@ -14,7 +14,8 @@ struct Args {
     /// Address to listen on; port 0 picks a free port.
     #[arg(long, default_value = "127.0.0.1:8776")]
     listen: String,
-    /// Seed file (YAML or JSON): region, token_ttl_secs, users, access_keys, backups.
+    /// Seed file (YAML, or JSON when named `*.json`): region, token_ttl_secs, users, access_keys,
+    /// backups, cbr_backups.
     #[arg(long)]
     seed: Option<PathBuf>,
     /// Base URL to advertise in the catalog and links (default: http(s)://<listen address>).
@@ -35,7 +36,7 @@ enum SimError {
     #[error("seed file {path} is not valid: {source}")]
     ParseSeed {
         path: PathBuf,
-        source: Box<serde_saphyr::Error>,
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     #[error("cannot listen on {addr}: {source}")]
     Listen { addr: String, source: std::io::Error },
@@ -83,9 +84,16 @@ async fn run(args: Args) -> Result<(), SimError> {
                 path: path.clone(),
                 source,
             })?;
-            serde_saphyr::from_str::<Seed>(&text).map_err(|source| SimError::ParseSeed {
+            // A `.json` seed is read as JSON: the benchmark's seeds hold tens of thousands of
+            // backups, more nodes than the YAML parser's default budget allows.
+            let parsed = if path.extension().is_some_and(|e| e == "json") {
+                serde_json::from_str::<Seed>(&text).map_err(|e| Box::new(e) as Box<_>)
+            } else {
+                serde_saphyr::from_str::<Seed>(&text).map_err(|e| Box::new(e) as Box<_>)
+            };
+            parsed.map_err(|source| SimError::ParseSeed {
                 path: path.clone(),
-                source: Box::new(source),
+                source,
             })?
         }
         None => Seed::default(),
