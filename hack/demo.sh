@@ -106,7 +106,7 @@ if [[ $mode == --in-cluster ]]; then
   say "building the operator's image and importing it into the node's containerd"
   image=$(hack/build-image.sh --name localhost/vbs-operator:dev)
   node_import "$DIR/node" "$image"
-  say "starting the VBS simulator on the node's address, where pods reach it"
+  say "starting the simulator (VBS and CBR) on the node's address, where pods reach it"
   start_sim "$NODE_IP:0"
   install_examples
   say "installing the chart with helm"
@@ -144,10 +144,10 @@ say "starting etcd + kube-apiserver (the first run builds kube-apiserver: ~7 min
 cluster_start "$DIR/cluster"
 export KUBECONFIG=$CLUSTER_KUBECONFIG
 
-say "starting the VBS simulator"
+say "starting the simulator (VBS and CBR)"
 start_sim 127.0.0.1:0
 
-say "installing the CRD and the examples"
+say "installing the CRDs and the examples"
 install_examples
 
 say "starting the operator"
