@@ -106,6 +106,11 @@ pub enum ConfigError {
     BadUrl { cloud: String, field: &'static str },
     #[error("cloud `{cloud}`: `cacert` must hold PEM text (-----BEGIN CERTIFICATE-----...)")]
     BadCaCert { cloud: String },
+    #[error(
+        "cloud `{cloud}`: AK/SK signing needs `block_storage_endpoint_override` (for VbsBackups) or \
+         `cbr_endpoint_override` (for CbrBackups): there is no catalog without a token"
+    )]
+    AkSkNeedsAnEndpoint { cloud: String },
     #[error("cloud `{cloud}`: AK/SK signing needs `{field}` (there is no catalog without a token)")]
     AkSkNeedsEndpoint { cloud: String, field: &'static str },
 }
@@ -302,10 +307,7 @@ fn validate(name: String, raw: RawCloud) -> Result<CloudProfile, ConfigError> {
             }
             // Each kind checks for its own override when it calls; one of them must be there.
             if block_storage_endpoint.is_none() && cbr_endpoint.is_none() {
-                return Err(ConfigError::AkSkNeedsEndpoint {
-                    cloud: name,
-                    field: "block_storage_endpoint_override` (VbsBackups) or `cbr_endpoint_override` (CbrBackups",
-                });
+                return Err(ConfigError::AkSkNeedsAnEndpoint { cloud: name });
             }
             Credentials::AkSk(AkSkAuth {
                 access_key,
