@@ -13,8 +13,8 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::auth;
-use super::server::{apply_fault, refusal_response, request_id};
-use super::state::{FaultTarget, Sim};
+use super::server::{apply_fault, find_for_show, refusal_response, request_id};
+use super::state::{FaultTarget, Service, Sim};
 
 /// CBR caps a page at 1000.
 const MAX_LIMIT: usize = 1000;
@@ -32,26 +32,11 @@ pub async fn show_backup(
     uri: Uri,
     headers: HeaderMap,
 ) -> Response {
-    sim.count("cbr_show");
-    sim.record_show(&backup_id);
-    if let Err(refusal) = auth::check_call(&sim, &method, &uri, &headers, &project_id) {
-        return refusal_response(&sim, refusal);
-    }
-    if let Some(resp) = apply_fault(&sim, FaultTarget::Show, Some(&backup_id)).await {
-        return resp;
-    }
-    let found = sim
-        .world()
-        .cbr_backups
-        .get(&project_id)
-        .and_then(|p| p.get(&backup_id))
-        .cloned();
-    match found {
-        Some(b) => {
-            *sim.world().stats.shows_by_backup.entry(backup_id).or_default() += 1;
-            Json(json!({ "backup": b })).into_response()
-        }
-        None => cbr_error(
+    let ids = (project_id.as_str(), backup_id.as_str());
+    match find_for_show(&sim, Service::Cbr, "cbr_show", ids, (&method, &uri, &headers)).await {
+        Err(answer) => answer,
+        Ok(Some(b)) => Json(json!({ "backup": b })).into_response(),
+        Ok(None) => cbr_error(
             StatusCode::NOT_FOUND,
             "BackupService.6200",
             &format!("The backup {backup_id} does not exist."),

@@ -259,6 +259,37 @@ fn with_links(sim: &Sim, project_id: &str, backup: &Map<String, Value>) -> Value
     Value::Object(b)
 }
 
+/// What both services' show calls do before they answer: count the call (as `counter`), check
+/// its credentials, apply a fault, and look the backup up (counting a found one). `Err` is the
+/// answer to send instead (a refusal or a fault); `Ok(None)` means there is no such backup.
+pub(super) async fn find_for_show(
+    sim: &Sim,
+    service: Service,
+    counter: &str,
+    (project_id, backup_id): (&str, &str),
+    request: (&Method, &Uri, &HeaderMap),
+) -> Result<Option<Map<String, Value>>, Response> {
+    sim.count(counter);
+    sim.record_show(backup_id);
+    let (method, uri, headers) = request;
+    auth::check_call(sim, method, uri, headers, project_id)
+        .map_err(|refusal| refusal_response(sim, refusal))?;
+    if let Some(resp) = apply_fault(sim, FaultTarget::Show, Some(backup_id)).await {
+        return Err(resp);
+    }
+    let found = sim.with_projects(service, |projects| {
+        projects.get(project_id).and_then(|p| p.get(backup_id)).cloned()
+    });
+    if found.is_some() {
+        *sim.world()
+            .stats
+            .shows_by_backup
+            .entry(backup_id.to_string())
+            .or_default() += 1;
+    }
+    Ok(found)
+}
+
 async fn show_backup(
     State(sim): AppState,
     Path((project_id, backup_id)): Path<(String, String)>,
@@ -266,26 +297,11 @@ async fn show_backup(
     uri: Uri,
     headers: HeaderMap,
 ) -> Response {
-    sim.count("show");
-    sim.record_show(&backup_id);
-    if let Err(refusal) = auth::check_call(&sim, &method, &uri, &headers, &project_id) {
-        return refusal_response(&sim, refusal);
-    }
-    if let Some(resp) = apply_fault(&sim, FaultTarget::Show, Some(&backup_id)).await {
-        return resp;
-    }
-    let found = sim
-        .world()
-        .backups
-        .get(&project_id)
-        .and_then(|p| p.get(&backup_id))
-        .cloned();
-    match found {
-        Some(b) => {
-            *sim.world().stats.shows_by_backup.entry(backup_id).or_default() += 1;
-            Json(json!({ "backup": with_links(&sim, &project_id, &b) })).into_response()
-        }
-        None => error_response(
+    let ids = (project_id.as_str(), backup_id.as_str());
+    match find_for_show(&sim, Service::Vbs, "show", ids, (&method, &uri, &headers)).await {
+        Err(answer) => answer,
+        Ok(Some(b)) => Json(json!({ "backup": with_links(&sim, &project_id, &b) })).into_response(),
+        Ok(None) => error_response(
             StatusCode::NOT_FOUND,
             ErrorStyle::Cinder,
             &format!("Backup {backup_id} could not be found."),
