@@ -164,41 +164,32 @@ impl SimProcess {
         );
     }
 
+    /// A control call on one backup of the test project: `collection` is `backups` (VBS) or
+    /// `cbr-backups`.
+    async fn backup_call(&self, method: reqwest::Method, collection: &str, id: &str, fields: Value) {
+        let path = format!("/sim/projects/{PROJECT}/{collection}/{id}");
+        self.control(method, &path, Some(fields)).await;
+    }
+
     pub async fn put_backup(&self, id: &str, fields: Value) {
-        self.control(
-            reqwest::Method::PUT,
-            &format!("/sim/projects/{PROJECT}/backups/{id}"),
-            Some(fields),
-        )
-        .await;
+        self.backup_call(reqwest::Method::PUT, "backups", id, fields)
+            .await;
+    }
+
+    pub async fn patch_backup(&self, id: &str, fields: Value) {
+        self.backup_call(reqwest::Method::PATCH, "backups", id, fields)
+            .await;
     }
 
     /// Adds (or replaces) a CBR backup of the test project.
     pub async fn put_cbr_backup(&self, id: &str, fields: Value) {
-        self.control(
-            reqwest::Method::PUT,
-            &format!("/sim/projects/{PROJECT}/cbr-backups/{id}"),
-            Some(fields),
-        )
-        .await;
+        self.backup_call(reqwest::Method::PUT, "cbr-backups", id, fields)
+            .await;
     }
 
     pub async fn patch_cbr_backup(&self, id: &str, fields: Value) {
-        self.control(
-            reqwest::Method::PATCH,
-            &format!("/sim/projects/{PROJECT}/cbr-backups/{id}"),
-            Some(fields),
-        )
-        .await;
-    }
-
-    pub async fn patch_backup(&self, id: &str, fields: Value) {
-        self.control(
-            reqwest::Method::PATCH,
-            &format!("/sim/projects/{PROJECT}/backups/{id}"),
-            Some(fields),
-        )
-        .await;
+        self.backup_call(reqwest::Method::PATCH, "cbr-backups", id, fields)
+            .await;
     }
 
     pub async fn add_fault(&self, fault: Value) {
