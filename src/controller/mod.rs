@@ -237,6 +237,10 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Clone + Send + Sync + 'static,
 ) {
     let ctx = Arc::new(Context::new(client.clone(), cloud, metrics, &settings));
+    let (vbs, cbr) = (
+        Arc::new(KindContext::new(ctx.clone())),
+        Arc::new(KindContext::new(ctx.clone())),
+    );
     let scopes: Vec<Option<String>> = if settings.namespaces.is_empty() {
         vec![None]
     } else {
@@ -251,6 +255,8 @@ pub async fn run(
             let scope = Scope {
                 namespace,
                 ctx: ctx.clone(),
+                vbs: vbs.clone(),
+                cbr: cbr.clone(),
                 watched: watched.clone(),
                 selector: settings.selector.clone(),
             };
@@ -352,6 +358,10 @@ fn is_forbidden(e: &watcher::Error) -> bool {
 struct Scope {
     namespace: Option<String>,
     ctx: Arc<Context>,
+    /// Each kind's context, shared by every scope: one batcher per kind, so that scopes whose
+    /// resources use one project and credential set share its lists.
+    vbs: Arc<KindContext<VbsBackup>>,
+    cbr: Arc<KindContext<CbrBackup>>,
     watched: Arc<Watched>,
     selector: Option<String>,
 }
@@ -399,10 +409,10 @@ impl Scope {
                 .zip(receivers)
                 .map(|((kind, ready), secret_changes)| match kind {
                     Kind::VbsBackup => self
-                        .run_kind::<VbsBackup>(secret_changes, ready, shutdown.clone())
+                        .run_kind(self.vbs.clone(), secret_changes, ready, shutdown.clone())
                         .boxed(),
                     Kind::CbrBackup => self
-                        .run_kind::<CbrBackup>(secret_changes, ready, shutdown.clone())
+                        .run_kind(self.cbr.clone(), secret_changes, ready, shutdown.clone())
                         .boxed(),
                 });
         let controllers = futures::future::join_all(controllers);
@@ -414,11 +424,11 @@ impl Scope {
 
     async fn run_kind<K: BackupKind>(
         &self,
+        ctx: Arc<KindContext<K>>,
         secret_changes: impl Stream<Item = Arc<Vec<secrets::SecretKey>>> + Send + 'static,
         synced: tokio::sync::oneshot::Sender<()>,
         shutdown: impl Future<Output = ()> + Clone + Send + Sync + 'static,
     ) {
-        let ctx = Arc::new(KindContext::<K>::new(self.ctx.clone()));
         let mut watcher_config = watcher::Config::default().any_semantic();
         if let Some(selector) = &self.selector {
             watcher_config = watcher_config.labels(selector);

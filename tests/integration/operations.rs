@@ -100,6 +100,42 @@ async fn metrics_health_and_json_logs() {
 }
 
 #[tokio::test]
+async fn watched_namespaces_share_their_project_lists() {
+    const PER_NAMESPACE: usize = 8;
+    let mut env = TestEnv::new("shared-lists").await;
+    let other = env.extra_namespace("shared-lists-b").await;
+    let clouds = env.sim.clouds_yaml(PASSWORD, "");
+    for (n, ns) in [&env.ns, &other].into_iter().enumerate() {
+        env.create_secret_in(ns, &clouds).await;
+        for i in 0..PER_NAMESPACE {
+            let id = format!("00000000-0000-4000-8000-{n:06}{i:06}");
+            env.sim.put_backup(&id, json!({"status": "available"})).await;
+            env.create_backup_in(ns, &format!("b{i}"), &id, "pw").await;
+        }
+    }
+    env.start_operator(OperatorOptions {
+        namespaces: vec![env.ns.clone(), other.clone()],
+        ..Default::default()
+    });
+    for ns in [&env.ns, &other] {
+        for i in 0..PER_NAMESPACE {
+            env.wait_status_in(ns, &format!("b{i}"), "Ready=True", |s| {
+                is(s, "Ready", ("True", "Available"))
+            })
+            .await;
+        }
+    }
+    // One batcher per kind for every scope: the two namespaces' backups (one project, one
+    // credential set) are read by the same list, not one list per namespace.
+    let (lists, shows) = (env.sim.count("list").await, env.sim.count("show").await);
+    assert_eq!(
+        lists, 1,
+        "{lists} lists and {shows} shows for 2 x {PER_NAMESPACE} backups of one project"
+    );
+    assert!(shows <= 2, "{shows} shows");
+}
+
+#[tokio::test]
 async fn watches_only_the_given_namespaces() {
     let mut env = TestEnv::new("scope").await;
     env.sim
