@@ -59,7 +59,7 @@ pub struct Batcher<S: BackupService> {
 type Groups<B> = LruCache<[u8; 32], Arc<Group<B>>>;
 
 struct Group<B> {
-    listing: tokio::sync::Mutex<Option<Listing<B>>>,
+    last: tokio::sync::Mutex<LastList<B>>,
     /// Reads waiting in the coalescing window or for the lock.
     waiting: AtomicUsize,
 }
@@ -67,10 +67,27 @@ struct Group<B> {
 impl<B> Default for Group<B> {
     fn default() -> Self {
         Group {
-            listing: tokio::sync::Mutex::new(None),
+            last: tokio::sync::Mutex::new(LastList {
+                listing: None,
+                failure: None,
+            }),
             waiting: AtomicUsize::new(0),
         }
     }
+}
+
+/// The outcome of a group's last list call.
+struct LastList<B> {
+    listing: Option<Listing<B>>,
+    /// The last list that failed, for the reads that were waiting on it: they share its error
+    /// rather than each trying the same list again, one after another behind the lock (ten reads
+    /// of a project behind a hung endpoint would otherwise wait ten timeouts, making ten calls).
+    failure: Option<Failure>,
+}
+
+struct Failure {
+    at: Instant,
+    error: CloudError,
 }
 
 struct Listing<B> {
@@ -144,39 +161,56 @@ impl<S: BackupService> Batcher<S> {
         max_age: Duration,
     ) -> Result<Fetched<S::Backup>, CloudError> {
         let group = self.group(cloud);
-        let hit = lookup::<S>(&*group.listing.lock().await, id, max_age);
+        let hit = lookup::<S>(&group.last.lock().await.listing, id, max_age);
         if let Some(hit) = hit {
             return self.serve(cloud, id, hit).await;
         }
+        let joined = Instant::now();
         group.waiting.fetch_add(1, Ordering::AcqRel);
         tokio::time::sleep(self.options.coalesce_window).await;
-        let mut listing = group.listing.lock().await;
-        // Another read may have listed while this one waited.
-        if let Some(hit) = lookup::<S>(&listing, id, max_age) {
+        let mut last = group.last.lock().await;
+        // Another read may have listed while this one waited: its answer serves this one too,
+        // and so does its failure.
+        if let Some(failure) = last.failure.as_ref().filter(|f| f.at >= joined) {
             group.waiting.fetch_sub(1, Ordering::AcqRel);
-            drop(listing);
+            return Err(failure.error.clone());
+        }
+        if let Some(hit) = lookup::<S>(&last.listing, id, max_age) {
+            group.waiting.fetch_sub(1, Ordering::AcqRel);
+            drop(last);
             return self.serve(cloud, id, hit).await;
         }
         let waiting = group.waiting.load(Ordering::Acquire);
         let page = self.options.page_size.max(1) as usize;
-        let pages = listing
+        let pages = last
+            .listing
             .as_ref()
             .map_or(1, |l| l.backups.len().div_ceil(page).max(1));
         if waiting <= pages {
             group.waiting.fetch_sub(1, Ordering::AcqRel);
-            drop(listing);
+            drop(last);
             return self.single(cloud, id).await;
         }
         // The old list goes before the new one is read: the lock keeps every read of the group
         // waiting meanwhile anyway, and holding both (thousands of backups each, in every group
         // refreshing at once) was the fleet benchmark's peak of memory in steady state.
-        *listing = None;
+        last.listing = None;
+        last.failure = None;
         let result = self.client.list::<S>(cloud, self.options.page_size).await;
         group.waiting.fetch_sub(1, Ordering::AcqRel);
-        let backups = result?;
-        *listing = Some(Listing::new::<S>(backups));
-        let hit = lookup::<S>(&listing, id, Duration::MAX).unwrap_or(Hit::Missing);
-        drop(listing);
+        let backups = match result {
+            Ok(backups) => backups,
+            Err(error) => {
+                last.failure = Some(Failure {
+                    at: Instant::now(),
+                    error: error.clone(),
+                });
+                return Err(error);
+            }
+        };
+        last.listing = Some(Listing::new::<S>(backups));
+        let hit = lookup::<S>(&last.listing, id, Duration::MAX).unwrap_or(Hit::Missing);
+        drop(last);
         self.serve(cloud, id, hit).await
     }
 
@@ -226,6 +260,110 @@ mod tests {
             id: id.into(),
             ..Backup::default()
         }
+    }
+
+    /// The in-process simulator with one user, `n` available backups and `faults`.
+    async fn simulator(n: u32, faults: Vec<crate::sim::Fault>) -> (Arc<crate::sim::Sim>, CloudProfile) {
+        use crate::sim::{Seed, SeedUser, Sim};
+        crate::install_crypto_provider();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let seed = Seed {
+            users: vec![SeedUser {
+                name: "u".into(),
+                id: None,
+                password: "pw".into(),
+                domain: "D".into(),
+                project_id: "p1".into(),
+                project_name: None,
+            }],
+            ..Seed::default()
+        };
+        let sim = Arc::new(Sim::new(seed, url.clone()));
+        {
+            let mut world = sim.world();
+            world.faults = faults;
+            let project = world.backups.entry("p1".into()).or_default();
+            for i in 0..n {
+                let id = test_id(i);
+                let mut fields = serde_json::Map::new();
+                fields.insert("id".into(), id.clone().into());
+                fields.insert("status".into(), "available".into());
+                project.insert(id, crate::sim::with_defaults("p1", fields));
+            }
+        }
+        tokio::spawn(crate::sim::serve(listener, sim.clone()));
+        let clouds_yaml = format!(
+            "clouds:\n  c:\n    auth:\n      auth_url: {url}/v3\n      username: u\n      password: pw\n      user_domain_name: D\n      project_id: p1\n    region_name: eu-de\n"
+        );
+        let cloud = crate::cloud::config::load_cloud(&clouds_yaml, None).expect("clouds.yaml");
+        (sim, cloud)
+    }
+
+    fn test_id(i: u32) -> String {
+        format!("{i:08x}-0000-4000-8000-000000000000")
+    }
+
+    fn calls(sim: &crate::sim::Sim, kind: &str) -> u64 {
+        sim.world().stats.requests.get(kind).copied().unwrap_or(0)
+    }
+
+    /// `n` reads at once, each of its own backup, as `n` reconciles falling due together.
+    async fn read_together(
+        batcher: &Arc<Batcher<Vbs>>,
+        cloud: &CloudProfile,
+        n: u32,
+    ) -> Vec<Result<Fetched<Backup>, CloudError>> {
+        let reads = (0..n).map(|i| {
+            let (batcher, cloud) = (batcher.clone(), cloud.clone());
+            tokio::spawn(async move { batcher.read(&cloud, &test_id(i), Duration::from_secs(30)).await })
+        });
+        futures::future::join_all(reads)
+            .await
+            .into_iter()
+            .map(|joined| joined.expect("read task"))
+            .collect()
+    }
+
+    fn batcher() -> Arc<Batcher<Vbs>> {
+        let client = VbsClient::new(crate::cloud::ClientOptions::default()).expect("client");
+        Arc::new(Batcher::new(Arc::new(client), BatchOptions::default()))
+    }
+
+    #[tokio::test]
+    async fn reads_that_gathered_share_one_list() {
+        let (sim, cloud) = simulator(10, Vec::new()).await;
+        let batcher = batcher();
+        let results = read_together(&batcher, &cloud, 10).await;
+        for (i, result) in (0..).zip(&results) {
+            let fetched = result.as_ref().expect("read");
+            assert_eq!(fetched.backup.id, test_id(i));
+            assert!(fetched.listed_at.is_some(), "read {i} was a single GET");
+        }
+        assert_eq!((calls(&sim, "list"), calls(&sim, "show")), (1, 0));
+    }
+
+    #[tokio::test]
+    async fn reads_that_gathered_share_a_failed_list() {
+        let unavailable = crate::sim::Fault {
+            target: crate::sim::FaultTarget::List,
+            status: Some(503),
+            ..Default::default()
+        };
+        let (sim, cloud) = simulator(10, vec![unavailable]).await;
+        let batcher = batcher();
+        let results = read_together(&batcher, &cloud, 10).await;
+        for result in &results {
+            let error = result.as_ref().expect_err("the list failed");
+            assert!(matches!(error, CloudError::Api { status: 503, .. }), "{error}");
+        }
+        // One call for all ten: a failed list is not tried again by each read that waited on it.
+        assert_eq!((calls(&sim, "list"), calls(&sim, "show")), (1, 0));
+        // A read that comes after the failure tries again.
+        sim.world().faults.clear();
+        let results = read_together(&batcher, &cloud, 10).await;
+        assert!(results.iter().all(Result::is_ok));
+        assert_eq!((calls(&sim, "list"), calls(&sim, "show")), (2, 0));
     }
 
     #[test]
