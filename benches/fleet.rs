@@ -608,6 +608,11 @@ async fn main() -> Result<(), Error> {
             .map(|k| calls1.get(*k).copied().unwrap_or(0) - calls0.get(*k).copied().unwrap_or(0))
             .sum();
         let (rss, cpu) = operator.resources();
+        let events = format!(
+            "{} / {}",
+            operator.metric("vbs_events_total").await,
+            operator.metric("vbs_events_dropped_total").await
+        );
         drop(operator);
         let limit = match limits.get(&run.n) {
             Some(l) => *l,
@@ -619,7 +624,7 @@ async fn main() -> Result<(), Error> {
         };
         let ms = |v: f64| format!("{:.1}", v);
         rows.push(format!(
-            "| {} | {} | {:.1} | {:.1} (x{}) | {:.2} | {refresh_calls} | {} | {} | {steady_calls} | {:.0} | {:.1} | {} / {} | {} / {} |",
+            "| {} | {} | {:.1} | {:.1} (x{}) | {:.2} | {refresh_calls} | {} | {} | {steady_calls} | {:.0} | {:.1} | {} / {} | {} / {} | {events} |",
             run.n, run.mode, converge.as_secs_f64(), limit.0, limit.1, converge.as_secs_f64() / limit.0,
             writes.max(0.0), reads, rss, cpu,
             ms(percentile(&settled, 0.5)), ms(percentile(&settled, 0.99)),
@@ -634,9 +639,9 @@ async fn main() -> Result<(), Error> {
     );
     println!();
     println!(
-        "| N | refresh | all Synced (s) | raw patch limit (s, best concurrency) | ratio | cloud calls to converge | status writes, steady | Secret GETs, steady | cloud calls, steady | peak RSS (MiB) | CPU (s) | change→status settled p50 / p99 (s) | transitional p50 / p99 (s) |"
+        "| N | refresh | all Synced (s) | raw patch limit (s, best concurrency) | ratio | cloud calls to converge | status writes, steady | Secret GETs, steady | cloud calls, steady | peak RSS (MiB) | CPU (s) | change→status settled p50 / p99 (s) | transitional p50 / p99 (s) | Events published / dropped |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for row in rows {
         println!("{row}");
     }

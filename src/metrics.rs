@@ -71,6 +71,8 @@ pub struct Metrics {
     pub secret_reads: Counter,
     /// Events published.
     pub events: Family<KindLabels, Counter>,
+    /// Normal Events dropped because the queue of Events to publish was full.
+    pub events_dropped: Family<KindLabels, Counter>,
     pub backups: Family<BackupStatusLabels, Gauge>,
     pub last_sync: Family<ResourceLabels, Gauge<f64, AtomicU64>>,
     /// Source of `last_sync`, pruned of deleted VbsBackups at each scrape.
@@ -132,6 +134,12 @@ impl Default for Metrics {
         );
         let events = Family::<KindLabels, Counter>::default();
         registry.register("events", "Kubernetes Events published, by kind", events.clone());
+        let events_dropped = Family::<KindLabels, Counter>::default();
+        registry.register(
+            "events_dropped",
+            "Normal Kubernetes Events dropped because the queue of Events to publish was full, by kind",
+            events_dropped.clone(),
+        );
         let backups = Family::<BackupStatusLabels, Gauge>::default();
         registry.register(
             "backups",
@@ -155,6 +163,7 @@ impl Default for Metrics {
             status_writes,
             secret_reads,
             events,
+            events_dropped,
             backups,
             last_sync,
             last_sync_times: Mutex::default(),

@@ -165,17 +165,34 @@ fn mock_api(secret: Value, obj: VbsBackup) -> (Client, Arc<Mutex<Seen>>, tokio::
     (Client::new(service, NS), seen, task)
 }
 
-/// Runs one reconcile (which awaits every call it makes) and returns the requests it made.
-async fn requests_of(ctx: &Arc<KindContext<VbsBackup>>, seen: &Mutex<Seen>, obj: &VbsBackup) -> Vec<String> {
+/// Runs one reconcile (which awaits every call it makes but its Events) and returns the requests
+/// it made, once its `events` Events were published (they are queued and published apart).
+async fn requests_of(
+    ctx: &Arc<KindContext<VbsBackup>>,
+    seen: &Mutex<Seen>,
+    obj: &VbsBackup,
+    events: usize,
+) -> Vec<String> {
     let before = seen.lock().expect("lock").requests.len();
     reconcile(Arc::new(obj.clone()), ctx.clone())
         .await
         .expect("reconcile");
-    let seen = seen.lock().expect("lock");
-    seen.requests[before..]
-        .iter()
-        .map(|(m, p)| format!("{m} {}", p.rsplit('/').next().unwrap_or_default()))
-        .collect()
+    let made = || -> Vec<String> {
+        let seen = seen.lock().expect("lock");
+        seen.requests[before..]
+            .iter()
+            .map(|(m, p)| format!("{m} {}", p.rsplit('/').next().unwrap_or_default()))
+            .collect()
+    };
+    let published = async {
+        while made().iter().filter(|r| r.as_str() == "POST events").count() < events {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(10), published)
+        .await
+        .unwrap_or_else(|_| panic!("{events} Events were not published: {:?}", made()));
+    made()
 }
 
 #[tokio::test]
@@ -185,7 +202,7 @@ async fn one_write_per_real_change_and_nothing_when_unchanged() {
     let ctx = context(client);
 
     // First sight: the Secret is read once, the status written once, one Event published.
-    let first = requests_of(&ctx, &seen, &backup()).await;
+    let first = requests_of(&ctx, &seen, &backup(), 1).await;
     assert_eq!(first, ["GET creds", "PATCH status", "POST events"]);
     let written = seen
         .lock()
@@ -199,12 +216,12 @@ async fn one_write_per_real_change_and_nothing_when_unchanged() {
     // The same answer again, with the written status on the object: not a single API call.
     let mut current = backup();
     current.status = Some(serde_json::from_value(written).expect("status"));
-    let again = requests_of(&ctx, &seen, &current).await;
+    let again = requests_of(&ctx, &seen, &current, 0).await;
     assert!(again.is_empty(), "an unchanged answer cost {again:?}");
 
     // A real change: exactly one status write and one Event, still no Secret read.
     set_backup(&sim, "error");
-    let changed = requests_of(&ctx, &seen, &current).await;
+    let changed = requests_of(&ctx, &seen, &current, 1).await;
     assert_eq!(changed, ["PATCH status", "POST events"]);
     assert_eq!(sim.world().stats.shows_by_backup.get(ID).copied(), Some(3));
     assert_eq!(

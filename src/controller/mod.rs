@@ -1,6 +1,7 @@
 //! The controllers: one per backup kind and watched scope, sharing one Secret watch per scope,
 //! one cloud client, one set of limits and one profile cache.
 
+pub mod events;
 #[cfg(test)]
 mod mock_tests;
 mod reconcile;
@@ -14,7 +15,7 @@ use std::time::Duration;
 use futures::channel::mpsc;
 use futures::{FutureExt, Stream, StreamExt};
 use kube::runtime::controller::{self, Controller};
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::events::Reporter;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::utils::{ResetTimerBackoff, predicates};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -26,6 +27,7 @@ use crate::crd::{CbrBackup, VbsBackup};
 use crate::kind::BackupKind;
 use crate::metrics::{Metrics, WatchedObject};
 use crate::status::BackupStatus;
+pub use events::EventQueue;
 pub use reconcile::{Error, FIELD_MANAGER, guard_panics};
 pub use requeue::PollPolicy;
 pub use secrets::{CLOUDS_YAML_KEY, Secrets};
@@ -35,15 +37,16 @@ pub use secrets::{CLOUDS_YAML_KEY, Secrets};
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// Entries of the generation filter not refreshed for this long are dropped (memory hygiene).
 const GENERATION_FILTER_TTL: Duration = Duration::from_secs(24 * 3600);
-/// Events a kube [`Recorder`] publishes before [`EventRecorder`] replaces it with a fresh one.
-const EVENTS_PER_RECORDER: usize = 1024;
+/// How long Events still queued at shutdown may take to be published, after the reconciles.
+const EVENTS_GRACE: Duration = Duration::from_secs(5);
 
 /// How the controller runs.
 #[derive(Debug, Clone)]
 pub struct Settings {
     /// Watch only these namespaces; all namespaces when empty.
     pub namespaces: Vec<String>,
-    /// Most Kubernetes API calls (Secret reads, status writes, Events) of reconciles in flight.
+    /// Most Kubernetes API calls (Secret reads, status writes) of reconciles in flight. (Events
+    /// have publishers of their own: [`EventQueue`].)
     pub kube_concurrency: usize,
     /// Most reconciles in flight (each waiting reconcile costs memory: at 10,000 VbsBackups an
     /// unbounded start-up held about 200 MiB of them).
@@ -84,7 +87,7 @@ pub enum Refresh {
 pub struct Context {
     pub client: Client,
     pub cloud: Arc<VbsClient>,
-    pub recorder: EventRecorder,
+    pub events: EventQueue,
     pub poll: PollPolicy,
     pub metrics: Arc<Metrics>,
     pub secrets: Arc<Secrets>,
@@ -105,7 +108,7 @@ impl Context {
             instance: settings.instance.clone(),
         };
         Context {
-            recorder: EventRecorder::new(client.clone(), reporter),
+            events: EventQueue::start(client.clone(), reporter, metrics.clone()),
             client,
             cloud: cloud.clone(),
             poll: settings.poll.clone(),
@@ -116,44 +119,6 @@ impl Context {
             kube_slots: Semaphore::new(settings.kube_concurrency.max(1)),
             max_reconciles: settings.max_reconciles.max(1),
         }
-    }
-}
-
-/// Hands out kube's [`Recorder`], replaced by a fresh one every [`EVENTS_PER_RECORDER`] Events.
-///
-/// A Recorder remembers every Event it published for six minutes (so that a repeat becomes a
-/// series count on the first Event), and each publish scans that whole memory. A fleet starting up
-/// publishes one Event per resource ("backup status is available"): at 10,000 VbsBackups a single
-/// Recorder's memory was the largest thing in the process (about 20 MiB of peak RSS; 34 MiB of
-/// heap while its table grew), and each of those publishes scanned all of it. A fresh Recorder
-/// every 1,024 Events bounds both, as client-go's event correlator bounds its own (an LRU of 4,096
-/// entries); a repeat that straddles a replacement becomes a new Event instead of a series count.
-pub struct EventRecorder {
-    client: Client,
-    reporter: Reporter,
-    /// The current Recorder and how many Events it was handed out for.
-    current: Mutex<(Recorder, usize)>,
-}
-
-impl EventRecorder {
-    pub fn new(client: Client, reporter: Reporter) -> Self {
-        let recorder = Recorder::new(client.clone(), reporter.clone());
-        EventRecorder {
-            client,
-            reporter,
-            current: Mutex::new((recorder, 0)),
-        }
-    }
-
-    /// The Recorder to publish one Event with. (A clone shares its memory of Events; the one
-    /// replaced is dropped when its last publish in flight is done.)
-    pub fn for_one_event(&self) -> Recorder {
-        let mut current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
-        if current.1 >= EVENTS_PER_RECORDER {
-            *current = (Recorder::new(self.client.clone(), self.reporter.clone()), 0);
-        }
-        current.1 += 1;
-        current.0.clone()
     }
 }
 
@@ -276,6 +241,7 @@ pub async fn run(
         }
     });
     futures::future::join_all(controllers).await;
+    ctx.events.close(EVENTS_GRACE).await;
 }
 
 /// Watch retries: quick (a restarted API server is back in seconds) but never a tight loop.
@@ -499,33 +465,5 @@ impl Scope {
             _ = running => {}
             _ = grace_deadline => tracing::warn!(kind = K::PLURAL, "controller did not stop within {SHUTDOWN_GRACE:?}; stopping it"),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use http::{Request, Response};
-    use kube::client::Body;
-
-    #[tokio::test]
-    async fn the_event_recorder_is_renewed_after_a_bounded_number_of_events() {
-        let (service, _handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-        let reporter = Reporter {
-            controller: "vbs-operator".into(),
-            instance: None,
-        };
-        let recorder = EventRecorder::new(Client::new(service, "default"), reporter);
-        let handed_out = |r: &EventRecorder| r.current.lock().map(|c| c.1).unwrap_or_default();
-        for _ in 0..EVENTS_PER_RECORDER {
-            recorder.for_one_event();
-        }
-        assert_eq!(handed_out(&recorder), EVENTS_PER_RECORDER);
-        recorder.for_one_event();
-        assert_eq!(
-            handed_out(&recorder),
-            1,
-            "a fresh Recorder (with an empty memory) took over"
-        );
     }
 }

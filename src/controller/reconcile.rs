@@ -15,6 +15,7 @@ use serde_json::json;
 use tracing::{error, info, instrument, warn};
 
 use super::KindContext;
+use super::events::Pending;
 use super::requeue::{Observation, parse_duration};
 use super::secrets::ProfileError;
 use crate::cloud::CloudError;
@@ -321,13 +322,13 @@ async fn publish_notices<K: BackupKind>(
             action: "Sync".into(),
             secondary: None,
         };
-        let _slot = ctx.kube_slots.acquire().await.ok();
-        match ctx.recorder.for_one_event().publish(&event, &reference).await {
-            Ok(()) => {
-                ctx.metrics.events.get_or_create(&metrics_kind::<K>()).inc();
-            }
-            Err(e) => warn!(error = %e, "cannot publish event"),
-        }
+        ctx.events
+            .publish(Pending {
+                kind: K::KIND,
+                event,
+                regarding: reference.clone(),
+            })
+            .await;
     }
 }
 

@@ -50,6 +50,10 @@ async fn wrong_password_is_reported_without_leaking_it() {
         Some(("Unknown".into(), "AuthenticationFailed".into()))
     );
 
+    env.wait_event("denied", "the AuthenticationFailed Event", |_, reason, _| {
+        reason == "AuthenticationFailed"
+    })
+    .await;
     let everything = format!(
         "{}\n{:?}\n{}",
         serde_json::to_string(&s).expect("json"),

@@ -627,12 +627,21 @@ impl TestEnv {
 
 impl TestEnv {
     /// Waits until the operator published an Event about `name` that `check` accepts (Events are
-    /// published right after the status write, so they can trail it by a moment).
+    /// queued and published apart from the status write, so they can trail it by a moment).
     pub async fn wait_event(&self, name: &str, what: &str, check: impl Fn(&str, &str, &str) -> bool) {
         eventually(what, || async {
             self.events_for(name).await.iter().any(|(t, r, n)| check(t, r, n))
         })
         .await;
+    }
+
+    /// Waits until at least `n` Events about `name` were published, and returns them all.
+    pub async fn wait_events(&self, name: &str, n: usize) -> Vec<(String, String, String)> {
+        eventually(&format!("{n} Events about {name}"), || async {
+            self.events_for(name).await.len() >= n
+        })
+        .await;
+        self.events_for(name).await
     }
 }
 

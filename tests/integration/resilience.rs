@@ -51,6 +51,7 @@ async fn start_up_and_sigkill_restart_cost_one_read_each_and_no_churn() {
     let converged = started.elapsed();
     let op = env.operator.as_ref().expect("operator");
     wait_metric(op, STATUS_WRITES, N as f64).await;
+    wait_metric(op, EVENTS, N as f64).await;
     tokio::time::sleep(QUIET).await;
     let (reconciles, writes) = (op.metric(RECONCILES).await, op.metric(STATUS_WRITES).await);
     let (secret_reads, events) = (op.metric(SECRET_READS).await, op.metric(EVENTS).await);
@@ -207,7 +208,7 @@ async fn an_outage_costs_what_the_backoff_allows() {
         writes, 2.0,
         "one write when the sync broke, one when it recovered"
     );
-    let events = env.events_for("down").await;
+    let events = env.wait_events("down", 3).await;
     let reasons: Vec<&str> = events.iter().map(|(_, r, _)| r.as_str()).collect();
     assert_eq!(events.len(), 3, "ApiError, Available, SyncRecovered: {reasons:?}");
     report(

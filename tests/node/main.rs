@@ -273,7 +273,7 @@ async fn helm_upgrade_rolls_the_pod_and_sigterm_ends_the_old_one_cleanly() {
     t.env.wait_status("before", "Ready=True", ready).await;
     let old = t.ready_pods().await;
     assert_eq!(old.len(), 1);
-    let events_before = t.env.events_for("before").await.len();
+    let events_before = t.env.wait_events("before", 1).await.len();
     // Follow the old pod's log to its end, to see how it stops.
     let follow = tokio::process::Command::new("kubectl")
         .args(["logs", "-f", "-n", &t.env.ns, &old[0]])
@@ -376,7 +376,7 @@ async fn two_replicas_fail_over_when_the_leader_pod_is_deleted() {
     })
     .await;
     let leader = t.leader().expect("leader");
-    let events_before = t.env.events_for("one").await.len();
+    let events_before = t.env.wait_events("one", 1).await.len();
 
     // The backup changes in the cloud while the leader goes away: the new leader must not leave
     // the VbsBackup stale.
@@ -417,7 +417,7 @@ async fn two_replicas_fail_over_when_the_leader_pod_is_deleted() {
     // One Event for the change (BackupFailed), none repeated.
     let events: Vec<String> = t
         .env
-        .events_for("one")
+        .wait_events("one", events_before + 1)
         .await
         .into_iter()
         .map(|(_, r, _)| r)
