@@ -152,15 +152,37 @@ enum MainError {
     LeadershipLost,
 }
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
-    match run(Cli::parse()).await {
+fn main() -> std::process::ExitCode {
+    one_malloc_arena();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("vbs-operator: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(Cli::parse())) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             error!("{e}");
             eprintln!("vbs-operator: {e}");
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+/// Keeps glibc's heap in one arena. By default each thread that allocates may get an arena of
+/// its own (up to eight per core), and memory freed in one is not reused by another: at 10,000
+/// VbsBackups converging, peak RSS was 111 MiB with the default, 103 with two arenas and 91 with
+/// one (the heap itself peaked at 52 MiB), for about 10% more CPU. The operator's few threads
+/// barely contend for the lock. (musl, the image's libc, has no arenas.) Must run before any
+/// thread is started.
+fn one_malloc_arena() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets an allocator parameter; it is called before any other thread
+    // exists, and a refusal (return value 0) leaves the default in place.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
     }
 }
 
