@@ -177,8 +177,9 @@ fn main() -> std::process::ExitCode {
 /// reused by another; and the threshold above which an allocation gets pages of its own rises
 /// with every such allocation freed, so that list pages and their parsed backups (hundreds of KiB
 /// each) end up in the heap, where they fragment it. At 10,000 VbsBackups peak RSS was 111 MiB
-/// with the defaults (the heap itself peaked at 52 MiB), 103 with two arenas, 91 with one and 88
-/// with one and a fixed 128 KiB threshold, for no more CPU. The operator's few threads barely
+/// with the defaults (the heap itself peaked at 52 MiB), 103 with two arenas, 91 to 103 with one
+/// (the higher figure over 5 minutes of list refreshes) and 88 with one arena and a fixed 128 KiB
+/// threshold over the same 5 minutes, for no more CPU. The operator's few threads barely
 /// contend for the lock. (musl, the image's libc, has neither.) Must run before any thread is
 /// started.
 fn tune_malloc() {
