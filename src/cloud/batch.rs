@@ -264,22 +264,11 @@ mod tests {
 
     /// The in-process simulator with one user, `n` available backups and `faults`.
     async fn simulator(n: u32, faults: Vec<crate::sim::Fault>) -> (Arc<crate::sim::Sim>, CloudProfile) {
-        use crate::sim::{Seed, SeedUser, Sim};
+        use crate::sim::{Seed, Sim};
         crate::install_crypto_provider();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let url = format!("http://{}", listener.local_addr().expect("addr"));
-        let seed = Seed {
-            users: vec![SeedUser {
-                name: "u".into(),
-                id: None,
-                password: "pw".into(),
-                domain: "D".into(),
-                project_id: "p1".into(),
-                project_name: None,
-            }],
-            ..Seed::default()
-        };
-        let sim = Arc::new(Sim::new(seed, url.clone()));
+        let sim = Arc::new(Sim::new(Seed::one_user("p1"), url.clone()));
         {
             let mut world = sim.world();
             world.faults = faults;

@@ -14,7 +14,7 @@ use super::{Context, KindContext, Settings};
 use crate::cloud::{ClientOptions, VbsClient};
 use crate::crd::{CloudRef, VbsBackup, VbsBackupSpec};
 use crate::metrics::Metrics;
-use crate::sim::{Seed, SeedUser, Sim};
+use crate::sim::{Seed, Sim};
 
 const NS: &str = "tenant";
 const PROJECT: &str = "p1";
@@ -26,18 +26,7 @@ async fn start_sim() -> (Arc<Sim>, String) {
     crate::install_crypto_provider();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
-    let seed = Seed {
-        users: vec![SeedUser {
-            name: "u".into(),
-            id: None,
-            password: "pw".into(),
-            domain: "D".into(),
-            project_id: PROJECT.into(),
-            project_name: None,
-        }],
-        ..Seed::default()
-    };
-    let sim = Arc::new(Sim::new(seed, url.clone()));
+    let sim = Arc::new(Sim::new(Seed::one_user(PROJECT), url.clone()));
     tokio::spawn(crate::sim::serve(listener, sim.clone()));
     set_backup(&sim, "available");
     (sim, url)

@@ -463,7 +463,7 @@ async fn delete_backup(
 mod tests {
     use super::*;
     use crate::cloud::signer::{self, SignableRequest};
-    use crate::sim::{Seed, SeedKey, SeedUser};
+    use crate::sim::{Seed, SeedKey};
     use axum::body::Body;
     use axum::http::Request;
     use tower::ServiceExt;
@@ -472,14 +472,6 @@ mod tests {
 
     fn sim() -> Arc<Sim> {
         let seed = Seed {
-            users: vec![SeedUser {
-                name: "u".into(),
-                id: None,
-                password: "pw".into(),
-                domain: "D".into(),
-                project_id: P.into(),
-                project_name: None,
-            }],
             access_keys: vec![SeedKey {
                 ak: "AK".into(),
                 sk: "SK".into(),
@@ -492,7 +484,7 @@ mod tests {
                     m
                 })
                 .collect(),
-            ..Seed::default()
+            ..Seed::one_user(P)
         };
         Arc::new(Sim::new(seed, "http://sim".into()))
     }

@@ -30,6 +30,24 @@ pub struct Seed {
     pub cbr_backups: Vec<Map<String, Value>>,
 }
 
+impl Seed {
+    /// A seed of one password user, `u` with password `pw` in domain `D`, whose token is scoped
+    /// to `project_id`: the smallest world a client can log in to.
+    pub fn one_user(project_id: &str) -> Self {
+        Seed {
+            users: vec![SeedUser {
+                name: "u".into(),
+                id: None,
+                password: "pw".into(),
+                domain: "D".into(),
+                project_id: project_id.into(),
+                project_name: None,
+            }],
+            ..Seed::default()
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 pub struct SeedUser {
     pub name: String,
